@@ -1,0 +1,59 @@
+// Option parsing shared by every command: one-line usage errors (exit 2) that name the flag and the fix.
+import { InvalidArgumentError } from "commander";
+
+/** A mistake in how the command was called: printed as one line, exit code 2. */
+export class UsageError extends Error {}
+
+export function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (raw: string): number => {
+    const n = Number(raw.replace(/_/g, ""));
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${flag} takes a whole number from ${min} to ${max}, got '${raw}'`);
+    }
+    return n;
+  };
+}
+
+export function decimal(flag: string, min: number, max = Number.MAX_VALUE) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${flag} takes a number from ${min} to ${max}, got '${raw}'`);
+    }
+    return n;
+  };
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1 << 20, mb: 1 << 20, mib: 1 << 20, g: 1 << 30, gb: 1 << 30, gib: 1 << 30 };
+
+/** Byte sizes such as 100, 64k, 1MiB. */
+export function bytes(flag: string, min = 0, max = 1 << 30) {
+  return (raw: string): number => {
+    const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim());
+    const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+    const n = m && unit !== undefined ? Math.round(Number(m[1]) * unit) : NaN;
+    if (!Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${flag} takes a size in bytes from ${min} to ${max} (e.g. 100, 64k, 1MiB), got '${raw}'`);
+    }
+    return n;
+  };
+}
+
+export function choice<T extends string>(flag: string, values: readonly T[]) {
+  return (raw: string): T => {
+    if (!(values as readonly string[]).includes(raw)) {
+      throw new InvalidArgumentError(`${flag} takes one of ${values.join(", ")}, got '${raw}'`);
+    }
+    return raw as T;
+  };
+}
+
+/** `auto` or a whole number of worker processes. */
+export function workers(flag: string) {
+  return (raw: string): number | "auto" => (raw === "auto" ? "auto" : integer(flag, 1, 1024)(raw));
+}
+
+/** Repeatable flag collector, e.g. --header K:V --header K2:V2. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
