@@ -1,8 +1,120 @@
+// `wsmillion serve`: flags -> ServerConfig -> supervisor; start-up facts, limit warnings, a final stats line.
 import type { Command } from "commander";
+import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, type ServerConfig } from "../server/config.ts";
+import { startServer } from "../server/supervisor.ts";
+import type { ClusterStats } from "../server/stats.ts";
+import { startupWarnings } from "../system/capacity.ts";
+import { readLimits } from "../system/limits.ts";
+import { UsageError, bytes, choice, collect, integer, workers } from "./options.ts";
+
+const d = SERVER_DEFAULTS;
+
+interface ServeFlags {
+  host: string;
+  port: number;
+  path: string;
+  workers: number | "auto";
+  mode: ServerConfig["mode"];
+  maxConns?: number;
+  maxPayload: number;
+  maxBuffered: number;
+  backpressure: ServerConfig["backpressure"];
+  databyte: number;
+  sendtick: number;
+  pingInterval: number;
+  idleTimeout: number;
+  handshakeTimeout: number;
+  drainTimeout: number;
+  deflate: boolean;
+  subprotocol?: string;
+  token?: string;
+  origin: string[];
+  quiet: boolean;
+}
+
+export function serverConfigFrom(f: ServeFlags): ServerConfig {
+  if (!f.path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${f.path}'`);
+  return {
+    host: f.host,
+    port: f.port,
+    path: f.path,
+    workers: f.workers,
+    mode: f.mode,
+    maxConns: f.maxConns,
+    maxPayload: f.maxPayload,
+    maxBuffered: f.maxBuffered,
+    backpressure: f.backpressure,
+    databyte: f.databyte,
+    sendtick: f.sendtick,
+    pingInterval: f.pingInterval,
+    idleTimeout: f.idleTimeout,
+    handshakeTimeout: f.handshakeTimeout,
+    drainTimeout: f.drainTimeout,
+    deflate: f.deflate,
+    subprotocol: f.subprotocol,
+    token: f.token,
+    origins: f.origin,
+    quiet: f.quiet,
+  };
+}
+
+function fmt(n: number): string {
+  return Number.isFinite(n) ? n.toLocaleString("en-US") : "unbounded";
+}
+
+export function finalLine(s: ClusterStats): string {
+  const t = s.total;
+  return `stopped: ${fmt(t.accepted)} accepted, ${fmt(s.closed)} closed, ${fmt(t.messagesIn)} messages in, ${fmt(t.messagesOut)} out, ${fmt(t.dropped)} dropped, ${fmt(Object.values(t.rejected).reduce((a, b) => a + b, 0))} upgrades refused`;
+}
 
 export function registerServe(program: Command): void {
-  program.command("serve").description("(not built yet)").action(() => {
-    console.error("wsmillion serve: not built yet");
-    process.exitCode = 1;
-  });
+  program
+    .command("serve")
+    .description("run a multi-process WebSocket server (echo, sink, push, broadcast) with /conns, /stats, /metrics and /dashboard")
+    .option("--host <addr>", "address to listen on", d.host)
+    .option("--port <n>", "port to listen on (0 picks a free one)", integer("--port", 0, 65535), d.port)
+    .option("--path <path>", "WebSocket path; other paths answer 404", d.path)
+    .option("--workers <auto|n>", "worker processes; auto weighs cores and the open-files limit against --max-conns", workers("--workers"), d.workers)
+    .option("--mode <mode>", `what to do with messages: ${SERVER_MODES.join(", ")}`, choice("--mode", SERVER_MODES), d.mode)
+    .option("--max-conns <n>", "cluster-wide connection cap (default: what the limits and memory allow)", integer("--max-conns", 1))
+    .option("--max-payload <bytes>", "largest message accepted; larger ones close with 1009", bytes("--max-payload", 1, 1 << 30), d.maxPayload)
+    .option("--max-buffered <bytes>", "bytes queued per slow connection before the backpressure policy applies", bytes("--max-buffered", 1024, 1 << 30), d.maxBuffered)
+    .option("--backpressure <policy>", "past --max-buffered: close (the connection) or drop (the message)", choice("--backpressure", BACKPRESSURE_POLICIES), d.backpressure)
+    .option("--databyte <bytes>", "push mode: payload size (12+ bytes carry a send timestamp)", bytes("--databyte", 0, 16 << 20), d.databyte)
+    .option("--sendtick <ms>", "push mode: each connection gets a payload every <ms>", integer("--sendtick", 1), d.sendtick)
+    .option("--ping-interval <s>", "ping every connection this often (0: off)", integer("--ping-interval", 0, 3600), d.pingInterval)
+    .option("--idle-timeout <s>", "close connections silent this long (0: off; at most 960)", integer("--idle-timeout", 0, 960), d.idleTimeout)
+    .option("--handshake-timeout <s>", "drop a connection whose upgrade request is not complete by then", integer("--handshake-timeout", 1, 255), d.handshakeTimeout)
+    .option("--drain-timeout <s>", "on SIGTERM/SIGINT, wait this long for clients to finish closing", integer("--drain-timeout", 0, 3600), d.drainTimeout)
+    .option("--deflate", "enable permessage-deflate", d.deflate)
+    .option("--subprotocol <name>", "require and answer this Sec-WebSocket-Protocol")
+    .option("--token <secret>", "require Authorization: Bearer <secret> or ?token=<secret> (401 otherwise)")
+    .option("--origin <origin>", "allow only this Origin (repeatable; 403 otherwise)", collect, [])
+    .option("--quiet", "print only errors", d.quiet)
+    .action(async (flags: ServeFlags) => {
+      const config = serverConfigFrom(flags);
+      const limits = readLimits();
+      const say = (line: string) => {
+        if (!config.quiet) console.log(line);
+      };
+      const server = await startServer(config, { nofileSoft: limits.nofile.soft });
+      const { sizing } = server;
+      const shown = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
+      say(`wsmillion serve: ws://${shown}:${server.port}${config.path} (listening on ${config.host}:${server.port}), mode ${config.mode}`);
+      say(`workers: ${sizing.initial}${sizing.max > sizing.initial ? ` (grows to ${sizing.max} as they fill)` : ""}, ${fmt(sizing.perWorker)} connections each (open-files limit ${limits.nofile.soft}); capacity ${fmt(sizing.maxConns)}`);
+      say(`limits: max payload ${fmt(config.maxPayload)} B, max buffered ${fmt(config.maxBuffered)} B (${config.backpressure}), ping every ${config.pingInterval} s, idle timeout ${config.idleTimeout} s`);
+      say(`endpoints: http://${shown}:${server.port}/conns /stats /metrics /healthz /dashboard`);
+      for (const w of startupWarnings({ role: "server", connections: Number.isFinite(sizing.maxConns) ? sizing.maxConns : 1_000_000 }, limits)) {
+        console.error(`warning: ${w}`);
+      }
+      await new Promise<void>((resolve) => {
+        const stop = async (sig: string) => {
+          say(`${sig}: closing every connection with 1001 (up to ${config.drainTimeout} s)`);
+          say(finalLine(await server.stop()));
+          resolve();
+        };
+        process.once("SIGINT", () => void stop("SIGINT"));
+        process.once("SIGTERM", () => void stop("SIGTERM"));
+      });
+    });
 }

@@ -1,0 +1,61 @@
+// ServerConfig: what `wsmillion serve` was asked to do, after flags are parsed and defaults applied.
+export const SERVER_MODES = ["echo", "sink", "push", "broadcast"] as const;
+export type ServerMode = (typeof SERVER_MODES)[number];
+export const BACKPRESSURE_POLICIES = ["close", "drop"] as const;
+export type BackpressurePolicy = (typeof BACKPRESSURE_POLICIES)[number];
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  path: string;
+  workers: number | "auto";
+  mode: ServerMode;
+  /** Cluster-wide cap; undefined means what the limits and memory allow. */
+  maxConns: number | undefined;
+  maxPayload: number;
+  maxBuffered: number;
+  backpressure: BackpressurePolicy;
+  /** push mode: payload size and period. */
+  databyte: number;
+  sendtick: number;
+  pingInterval: number;
+  idleTimeout: number;
+  handshakeTimeout: number;
+  drainTimeout: number;
+  deflate: boolean;
+  subprotocol: string | undefined;
+  token: string | undefined;
+  origins: string[];
+  quiet: boolean;
+}
+
+export const SERVER_DEFAULTS: ServerConfig = {
+  host: "0.0.0.0",
+  port: 8080,
+  path: "/ws",
+  workers: "auto",
+  mode: "echo",
+  maxConns: undefined,
+  maxPayload: 1 << 20,
+  maxBuffered: 1 << 20,
+  backpressure: "close",
+  databyte: 100,
+  sendtick: 1000,
+  pingInterval: 30,
+  idleTimeout: 120,
+  handshakeTimeout: 10,
+  drainTimeout: 10,
+  deflate: false,
+  subprotocol: undefined,
+  token: undefined,
+  origins: [],
+  quiet: false,
+};
+
+/** What the supervisor hands each worker process (JSON in an environment variable). */
+export interface WorkerSettings {
+  config: ServerConfig;
+  index: number;
+  /** Most WebSocket connections this worker holds before it leaves the port group. */
+  cap: number;
+}

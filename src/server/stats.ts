@@ -1,0 +1,108 @@
+// Server statistics: the counters one worker keeps, and how the supervisor sums them into the cluster view
+// that /conns, /stats, /metrics and the dashboard serve.
+
+/** Counters that only grow; summed across workers and across a worker's restarts. */
+export interface Counters {
+  accepted: number;
+  closed: number;
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Messages not sent because the connection's buffer was over --max-buffered (policy drop). */
+  dropped: number;
+  /** Close codes as seen by the server, e.g. {"1000": 5, "1002": 1}. */
+  closedByCode: Record<string, number>;
+  /** Refused upgrades by reason: the HTTP status with a word, e.g. "404 path", "503 full". */
+  rejected: Record<string, number>;
+}
+
+/** Figures that describe a worker now; not summed across restarts. */
+export interface Gauges {
+  open: number;
+  rssBytes: number;
+  /** CPU used by the process over the last report interval, in cores (1.0 = one core busy). */
+  cpuCores: number;
+  /** Total CPU seconds (user + system) since the process started. */
+  cpuSeconds: number;
+  /** Worst event-loop delay over the last report interval, in ms. */
+  eventLoopLagMs: number;
+  /** Bytes queued in user space for slow connections. */
+  bufferedBytes: number;
+  listening: boolean;
+}
+
+export interface WorkerStats extends Counters, Gauges {
+  worker: number;
+  pid: number;
+  restarts: number;
+  uptimeSeconds: number;
+}
+
+export interface ClusterTotals extends Counters, Gauges {
+  workers: number;
+}
+
+export interface ClusterStats {
+  /** Wall clock of the snapshot, ms since the epoch. */
+  time: number;
+  mode: string;
+  /** Connections open now, and closed since the server started (workers lost in a crash count as closed). */
+  conns: number;
+  closed: number;
+  total: ClusterTotals;
+  workers: WorkerStats[];
+}
+
+export function emptyCounters(): Counters {
+  return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, closedByCode: {}, rejected: {} };
+}
+
+export function emptyGauges(): Gauges {
+  return { open: 0, rssBytes: 0, cpuCores: 0, cpuSeconds: 0, eventLoopLagMs: 0, bufferedBytes: 0, listening: false };
+}
+
+function addTally(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+export function addCounters(into: Counters, from: Counters): Counters {
+  into.accepted += from.accepted;
+  into.closed += from.closed;
+  into.messagesIn += from.messagesIn;
+  into.messagesOut += from.messagesOut;
+  into.bytesIn += from.bytesIn;
+  into.bytesOut += from.bytesOut;
+  into.dropped += from.dropped;
+  addTally(into.closedByCode, from.closedByCode);
+  addTally(into.rejected, from.rejected);
+  return into;
+}
+
+export function countInto(tally: Record<string, number>, key: string | number, n = 1): void {
+  tally[key] = (tally[key] ?? 0) + n;
+}
+
+/** Sum worker stats into cluster totals; `retired` holds what workers that died or restarted had counted. */
+export function summarize(mode: string, workers: WorkerStats[], retired: Counters): ClusterStats {
+  const counters = addCounters(emptyCounters(), retired);
+  const gauges = emptyGauges();
+  for (const w of workers) {
+    addCounters(counters, w);
+    gauges.open += w.open;
+    gauges.rssBytes += w.rssBytes;
+    gauges.cpuCores += w.cpuCores;
+    gauges.cpuSeconds += w.cpuSeconds;
+    gauges.eventLoopLagMs = Math.max(gauges.eventLoopLagMs, w.eventLoopLagMs);
+    gauges.bufferedBytes += w.bufferedBytes;
+    gauges.listening ||= w.listening;
+  }
+  return {
+    time: Date.now(),
+    mode,
+    conns: gauges.open,
+    closed: counters.closed,
+    total: { ...counters, ...gauges, workers: workers.length },
+    workers,
+  };
+}

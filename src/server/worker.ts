@@ -1,0 +1,239 @@
+// A server worker process: Bun.serve on the shared port (reusePort) with the configured mode, its own
+// counters, and the capacity dance that keeps it from ever hitting the open-files limit.
+import type { Server } from "bun";
+import type { WorkerSettings } from "./config.ts";
+import { serveEndpoint } from "./endpoints.ts";
+import { checkUpgrade, refusalResponse } from "./handshake.ts";
+import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
+import { messageHandler, pushSender, type Conn } from "./modes.ts";
+import { countInto, emptyCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
+import { Registry, Sweep, type Slot } from "./sweep.ts";
+import { ProcessSampler } from "../system/sampler.ts";
+
+const REPORT_MS = 250;
+const DRAIN_BATCH = 2000;
+const TOPIC = "all";
+
+const settings = JSON.parse(process.env.WSMILLION_WORKER ?? "null") as WorkerSettings | null;
+if (!settings) throw new Error("worker.ts is started by the server supervisor (wsmillion serve), not directly");
+const { config, index, cap } = settings;
+// Hysteresis, so a worker at its cap does not flap in and out of the port group.
+const lowWater = cap - Math.max(1, Math.min(100, Math.floor(cap * 0.02)));
+
+function send(msg: WorkerToSupervisor): void {
+  process.send?.(msg);
+}
+
+const counters = emptyCounters();
+const registry = new Registry<Conn>();
+/** Connections whose last send was queued (backpressure); the drain handler removes them. */
+const slow = new Set<Conn>();
+const sampler = new ProcessSampler();
+const started = performance.now();
+let upgrading = 0;
+let full = false;
+let draining = false;
+const servers: Server<Slot>[] = [];
+let listener: Server<Slot> | undefined;
+
+function sent(ws: Conn, result: number, bytes: number): void {
+  if (result > 0) {
+    counters.messagesOut++;
+    counters.bytesOut += bytes;
+  } else if (result === -1) {
+    // Queued in user space: it will go, but the connection is now slow.
+    counters.messagesOut++;
+    counters.bytesOut += bytes;
+    slow.add(ws);
+  } else if (ws.readyState === 1) {
+    counters.dropped++;
+  }
+}
+
+function publishLocal(data: string | Buffer | Uint8Array): void {
+  const bytes = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+  for (const s of servers) s.publish(TOPIC, data);
+  counters.messagesOut += registry.size;
+  counters.bytesOut += bytes * registry.size;
+}
+
+const onMessage = messageHandler({
+  config,
+  counters,
+  sent,
+  broadcast(data) {
+    publishLocal(data);
+    send({ t: "broadcast", data: typeof data === "string" ? data : new Uint8Array(data) });
+  },
+});
+
+function checkCapacity(): void {
+  const load = registry.size + upgrading;
+  if (!full && load >= cap) {
+    full = true;
+    send({ t: "capacity", full });
+  } else if (full && load < lowWater) {
+    full = false;
+    send({ t: "capacity", full });
+  }
+}
+
+const websocket = {
+  maxPayloadLength: config.maxPayload,
+  backpressureLimit: config.maxBuffered,
+  closeOnBackpressureLimit: config.backpressure === "close",
+  // Bun's own timer closes silent connections; our ping sweep keeps live ones talking.
+  idleTimeout: Math.min(960, config.idleTimeout),
+  sendPings: false,
+  perMessageDeflate: config.deflate,
+  publishToSelf: true,
+  open(ws: Conn) {
+    upgrading--;
+    counters.accepted++;
+    registry.add(ws);
+    if (config.mode === "broadcast") ws.subscribe(TOPIC);
+    checkCapacity();
+  },
+  message: onMessage,
+  drain(ws: Conn) {
+    slow.delete(ws);
+  },
+  close(ws: Conn, code: number) {
+    registry.remove(ws);
+    slow.delete(ws);
+    counters.closed++;
+    countInto(counters.closedByCode, code);
+    checkCapacity();
+  },
+};
+
+const clusterQueries = new Map<number, (s: ClusterStats) => void>();
+let queryId = 0;
+function cluster(): Promise<ClusterStats> {
+  return new Promise((resolve) => {
+    const id = ++queryId;
+    clusterQueries.set(id, resolve);
+    send({ t: "query", id });
+  });
+}
+
+function fetch(req: Request, server: Server<Slot>): Response | Promise<Response> | undefined {
+  const url = new URL(req.url);
+  if (url.pathname !== config.path) {
+    if (req.headers.get("upgrade") !== null) {
+      countInto(counters.rejected, "404 path");
+      return new Response(`no WebSocket endpoint at ${url.pathname}; connect to ${config.path}\n`, { status: 404 });
+    }
+    return serveEndpoint(req, url, cluster, index);
+  }
+  const refusal = checkUpgrade(req, url, config);
+  if (refusal) {
+    countInto(counters.rejected, refusal.reason);
+    return refusalResponse(refusal);
+  }
+  if (draining || registry.size + upgrading >= cap) {
+    countInto(counters.rejected, "503 full");
+    return new Response("server full: every worker is at its connection cap; retry later or raise --max-conns\n", {
+      status: 503,
+      headers: { "Retry-After": "1" },
+    });
+  }
+  const headers = config.subprotocol ? { "Sec-WebSocket-Protocol": config.subprotocol } : undefined;
+  if (server.upgrade(req, { data: { idx: -1 }, headers })) {
+    upgrading++;
+    return undefined;
+  }
+  countInto(counters.rejected, "400 upgrade");
+  return new Response("malformed WebSocket upgrade request\n", { status: 400 });
+}
+
+function listen(on: boolean): void {
+  if (on && !listener && !draining) {
+    listener = Bun.serve<Slot>({
+      hostname: config.host,
+      port: config.port,
+      reusePort: true,
+      // Bun's HTTP idle timeout is what drops a half-sent upgrade request.
+      idleTimeout: Math.min(255, config.handshakeTimeout),
+      fetch,
+      websocket,
+    });
+    servers.push(listener);
+  } else if (!on && listener) {
+    // Stop accepting; connections already open stay with this server object, which we keep for publish.
+    listener.stop(false);
+    listener = undefined;
+  }
+  // Forget server objects that no longer listen nor hold connections.
+  for (let i = servers.length - 1; i >= 0; i--) {
+    const s = servers[i]!;
+    if (s !== listener && s.pendingWebSockets === 0) servers.splice(i, 1);
+  }
+}
+
+function snapshot(): WorkerStats {
+  let bufferedBytes = 0;
+  for (const ws of slow) bufferedBytes += ws.getBufferedAmount();
+  return {
+    ...counters,
+    closedByCode: { ...counters.closedByCode },
+    rejected: { ...counters.rejected },
+    ...sampler.sample(),
+    open: registry.size,
+    bufferedBytes,
+    listening: listener !== undefined,
+    worker: index,
+    pid: process.pid,
+    restarts: 0,
+    uptimeSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+async function drain(timeoutMs: number): Promise<void> {
+  if (draining) return;
+  draining = true;
+  listen(false);
+  pingSweep?.stop();
+  pushSweep?.stop();
+  const deadline = performance.now() + timeoutMs;
+  // Close in batches, yielding between them, so a full worker neither stalls nor floods its sockets.
+  const closing = registry.items.slice();
+  for (let i = 0; i < closing.length && performance.now() < deadline; i += DRAIN_BATCH) {
+    for (const ws of closing.slice(i, i + DRAIN_BATCH)) ws.close(1001, "server shutting down");
+    await Bun.sleep(1);
+  }
+  while (registry.size > 0 && performance.now() < deadline) await Bun.sleep(10);
+  for (const ws of [...registry.items]) ws.terminate();
+  send({ t: "drained", stats: snapshot() });
+  process.exit(0);
+}
+
+process.on("message", (msg: SupervisorToWorker) => {
+  switch (msg.t) {
+    case "listen":
+      listen(msg.on);
+      break;
+    case "broadcast":
+      publishLocal(msg.data);
+      break;
+    case "cluster":
+      clusterQueries.get(msg.id)?.(msg.stats);
+      clusterQueries.delete(msg.id);
+      break;
+    case "drain":
+      void drain(msg.timeoutMs);
+      break;
+  }
+});
+// Ctrl-C reaches the whole process group; the supervisor decides how workers stop.
+process.on("SIGINT", () => {});
+process.on("disconnect", () => void drain(config.drainTimeout * 1000));
+
+const pingSweep = config.pingInterval > 0 ? new Sweep(registry, config.pingInterval * 1000, (ws) => ws.ping()) : undefined;
+const pushSweep = config.mode === "push" ? new Sweep(registry, config.sendtick, pushSender({ config, counters, sent, broadcast: publishLocal })) : undefined;
+pingSweep?.start();
+pushSweep?.start();
+
+listen(true);
+send({ t: "ready", port: listener!.port });
+setInterval(() => send({ t: "stats", stats: snapshot() }), REPORT_MS);

@@ -1,0 +1,236 @@
+// The process model and the policies of `wsmillion serve`: several workers, crashes, capacity, modes,
+// backpressure, auth and graceful shutdown. Real processes, real sockets, loopback only.
+import { describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import WebSocket from "ws";
+import { readStampSeq, readStampTime } from "../src/protocol/stamp.ts";
+import { frame, rawConnect, UPGRADE } from "./helpers/raw.ts";
+import { eventually, serve } from "./helpers/serve.ts";
+
+function wsOpen(url: string, opts?: WebSocket.ClientOptions): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, opts);
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+    ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+}
+
+async function openMany(url: string, n: number): Promise<WebSocket[]> {
+  const all: WebSocket[] = [];
+  for (let i = 0; i < n; i += 50) all.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => wsOpen(url)))));
+  return all;
+}
+
+describe("two workers", () => {
+  test("connections land on both; /conns and /metrics sum them; a killed worker comes back and counts stay right", async () => {
+    const srv = await serve(["--workers", "2"]);
+    try {
+      const clients = await openMany(srv.url, 200);
+      const s = await eventually(srv.stats, (s) => s.conns === 200, 5000, "200 open");
+      expect(s.workers).toHaveLength(2);
+      for (const w of s.workers) expect(w.open).toBeGreaterThan(0);
+      expect(await srv.conns()).toEqual({ closed: 0, conns: 200 });
+      const metrics = await fetch(`${srv.http}/metrics`).then((r) => r.text());
+      expect(metrics).toContain("wsmillion_conns 200");
+
+      const victim = s.workers[0]!;
+      const closedCodes: number[] = [];
+      for (const c of clients) c.on("close", (code) => closedCodes.push(code));
+      process.kill(victim.pid, "SIGKILL");
+      const after = await eventually(srv.conns, (c) => c.closed === victim.open, 5000, "lost connections counted as closed");
+      expect(after.conns).toBe(200 - victim.open);
+      await Bun.sleep(300);
+      expect(closedCodes).toHaveLength(victim.open);
+      // The survivors still echo.
+      const survivor = clients.find((c) => c.readyState === WebSocket.OPEN)!;
+      const echoed = new Promise<string>((r) => survivor.once("message", (m) => r(String(m))));
+      survivor.send("alive");
+      expect(await echoed).toBe("alive");
+      // The worker is restarted and takes new connections.
+      const back = await eventually(srv.stats, (st) => st.workers.length === 2 && st.workers.every((w) => w.pid !== victim.pid), 8000, "restart");
+      expect(back.workers.find((w) => w.worker === victim.worker)!.restarts).toBe(1);
+      const fresh = await openMany(srv.url, 40);
+      await eventually(srv.conns, (c) => c.conns === 200 - victim.open + 40, 5000, "new connections counted");
+      for (const c of [...clients, ...fresh]) c.terminate();
+      await eventually(srv.conns, (c) => c.conns === 0, 5000, "all closed");
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+  });
+
+  test("broadcast reaches every connection on every worker", async () => {
+    const srv = await serve(["--workers", "2", "--mode", "broadcast"]);
+    try {
+      const clients = await openMany(srv.url, 40);
+      const s = await eventually(srv.stats, (s) => s.conns === 40, 5000, "40 open");
+      for (const w of s.workers) expect(w.open).toBeGreaterThan(0);
+      const got = clients.map((c) => new Promise<string>((r) => c.once("message", (m) => r(String(m)))));
+      clients[0]!.send("to everyone");
+      expect(await Promise.all(got)).toEqual(Array(40).fill("to everyone"));
+      for (const c of clients) c.close();
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe("capacity", () => {
+  test("past --max-conns new upgrades get 503; full workers leave the port group and come back", async () => {
+    const srv = await serve(["--workers", "2", "--max-conns", "40"]);
+    try {
+      const clients = await openMany(srv.url, 40);
+      const s = await eventually(srv.stats, (s) => s.conns === 40, 5000, "40 open");
+      // Each worker took exactly its share: the full one stopped listening instead of refusing.
+      expect(s.workers.map((w) => w.open).sort()).toEqual([20, 20]);
+      const refused = await Promise.allSettled(Array.from({ length: 5 }, () => wsOpen(srv.url)));
+      for (const r of refused) expect(r.status === "rejected" && String(r.reason)).toBe("Error: HTTP 503");
+      expect((await srv.stats()).total.rejected["503 full"]).toBe(5);
+      for (const c of clients.slice(0, 10)) c.close();
+      await eventually(srv.conns, (c) => c.conns === 30, 5000, "30 open");
+      const more = await openMany(srv.url, 10);
+      expect((await eventually(srv.conns, (c) => c.conns === 40, 5000, "40 again")).conns).toBe(40);
+      for (const c of [...clients, ...more]) c.terminate();
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe("modes", () => {
+  test("push: every connection gets --databyte bytes every --sendtick ms, stamped with time and sequence", async () => {
+    const srv = await serve(["--workers", "1", "--mode", "push", "--sendtick", "100", "--databyte", "64"]);
+    try {
+      const clients = await openMany(srv.url, 20);
+      const got: Buffer[][] = clients.map(() => []);
+      clients.forEach((c, i) => c.on("message", (m) => got[i]!.push(m as Buffer)));
+      await Bun.sleep(1000);
+      for (const msgs of got) {
+        expect(msgs.length).toBeGreaterThanOrEqual(6);
+        expect(msgs.length).toBeLessThanOrEqual(13);
+        expect(msgs[0]!.length).toBe(64);
+        const age = Date.now() - readStampTime(msgs.at(-1)!);
+        expect(age).toBeGreaterThanOrEqual(0);
+        expect(age).toBeLessThan(1000);
+      }
+      const seqs = got.flat().map(readStampSeq);
+      expect(new Set(seqs).size).toBe(seqs.length);
+      for (const c of clients) c.close();
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  test("sink counts and never answers", async () => {
+    const srv = await serve(["--workers", "1", "--mode", "sink"]);
+    try {
+      const ws = await wsOpen(srv.url);
+      let answered = 0;
+      ws.on("message", () => answered++);
+      for (let i = 0; i < 10; i++) ws.send("x".repeat(10));
+      const s = await eventually(srv.stats, (s) => s.total.messagesIn === 10, 5000, "10 in");
+      expect(s.total.bytesIn).toBe(100);
+      expect(answered).toBe(0);
+      ws.close();
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe("access control", () => {
+  test("--token: 401 without it, in via header or query; --origin: 403 for others; --subprotocol answered", async () => {
+    const srv = await serve(["--workers", "1", "--token", "s3cret", "--origin", "http://ok.example", "--subprotocol", "chat.v1"]);
+    try {
+      const headers = { Origin: "http://ok.example" };
+      await expect(wsOpen(srv.url, { headers }, )).rejects.toThrow("HTTP 401");
+      await expect(wsOpen(`${srv.url}?token=s3cret`, { headers: { Origin: "http://evil.example" } })).rejects.toThrow("HTTP 403");
+      const viaHeader = new WebSocket(srv.url, "chat.v1", { headers: { ...headers, Authorization: "Bearer s3cret" } });
+      await new Promise((r, j) => (viaHeader.once("open", r), viaHeader.once("error", j)));
+      expect(viaHeader.protocol).toBe("chat.v1");
+      viaHeader.close();
+      const viaQuery = new WebSocket(`${srv.url}?token=s3cret`, "chat.v1", { headers });
+      await new Promise((r, j) => (viaQuery.once("open", r), viaQuery.once("error", j)));
+      viaQuery.close();
+      const s = await srv.stats();
+      expect(s.total.rejected["401 token"]).toBe(1);
+      expect(s.total.rejected["403 origin"]).toBe(1);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe("backpressure", () => {
+  for (const policy of ["close", "drop"] as const) {
+    test(`a client that never reads: memory stays bounded (--backpressure ${policy})`, async () => {
+      const srv = await serve(["--workers", "1", "--max-buffered", "256k", "--backpressure", policy]);
+      try {
+        const bystander = await wsOpen(srv.url);
+        const before = (await srv.stats()).total.rssBytes;
+        // Raw socket that sends 64 KB messages and never reads the echoes.
+        const reader = await rawConnect(srv.port, UPGRADE());
+        expect(reader.head).toStartWith("HTTP/1.1 101");
+        reader.socket.pause();
+        const chunk = frame(2, new Uint8Array(60_000));
+        for (let i = 0; i < 600 && !reader.socket.destroyed; i++) {
+          reader.socket.write(chunk);
+          if (i % 50 === 0) await Bun.sleep(5);
+        }
+        const s = await eventually(
+          srv.stats,
+          (s) => (policy === "close" ? s.conns === 1 : s.total.dropped > 0),
+          10_000,
+          policy === "close" ? "slow client closed" : "messages dropped",
+        );
+        // 36 MB were sent at a server allowed to queue 256 KB for this client.
+        expect(s.total.rssBytes - before).toBeLessThan(30e6);
+        expect(s.total.bufferedBytes).toBeLessThanOrEqual(256 * 1024 + 64 * 1024);
+        const echoed = new Promise<string>((r) => bystander.once("message", (m) => r(String(m))));
+        bystander.send("unharmed");
+        expect(await echoed).toBe("unharmed");
+        reader.socket.destroy();
+        bystander.close();
+      } finally {
+        await srv.stop();
+      }
+    });
+  }
+});
+
+describe("handshake timeout", () => {
+  test("a half-sent upgrade request is dropped", async () => {
+    const srv = await serve(["--workers", "1", "--handshake-timeout", "1"]);
+    try {
+      const socket = connect({ port: srv.port, host: "127.0.0.1" });
+      socket.write("GET /ws HTTP/1.1\r\nHost: x\r\n");
+      const t0 = Date.now();
+      await new Promise((r) => socket.on("close", r));
+      expect(Date.now() - t0).toBeLessThan(20_000);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe("graceful shutdown", () => {
+  test("SIGTERM: every client sees close 1001; exit code 0; a final stats line", async () => {
+    const srv = await serve(["--workers", "2"]);
+    const clients = await openMany(srv.url, 100);
+    await eventually(srv.conns, (c) => c.conns === 100, 5000, "100 open");
+    const codes = clients.map((c) => new Promise<number>((r) => c.once("close", (code) => r(code))));
+    expect(await srv.stop("SIGTERM")).toBe(0);
+    expect(new Set(await Promise.all(codes))).toEqual(new Set([1001]));
+    expect(srv.stdout()).toMatch(/stopped: 100 accepted, 100 closed/);
+  });
+});
+
+describe("usage errors", () => {
+  test("a bad flag: one line naming it and the accepted values, exit 2", async () => {
+    const p = Bun.spawnSync([process.execPath, "src/cli.ts", "serve", "--mode", "shout"]);
+    expect(p.exitCode).toBe(2);
+    const err = p.stderr.toString().trim();
+    expect(err.split("\n")).toHaveLength(1);
+    expect(err).toContain("--mode takes one of echo, sink, push, broadcast");
+  });
+});
