@@ -25,6 +25,8 @@ const CLASSIC_FLAGS: Record<string, string> = {
 };
 
 export function translateClassicFlags(argv: readonly string[]): string[] {
+  // Only the load generator speaks the classic dialect; `serve --sendtick` keeps its own meaning.
+  if (argv[0] !== "load") return [...argv];
   return argv.map((arg) => {
     const m = /^--?([a-z]+)(=.*)?$/.exec(arg);
     if (!m || arg.startsWith("--") && !(m[1]! in CLASSIC_FLAGS)) return arg;

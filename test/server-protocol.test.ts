@@ -3,15 +3,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import WebSocket from "ws";
 import { closePayload, exchange, frame, rawConnect, UPGRADE } from "./helpers/raw.ts";
-import { serve, type ServeHandle } from "./helpers/serve.ts";
+import { eventually, serve, type ServeHandle } from "./helpers/serve.ts";
 
 let srv: ServeHandle;
 beforeAll(async () => {
   srv = await serve(["--workers", "1", "--max-payload", "1024", "--idle-timeout", "0"]);
-});
+}, 30_000);
 afterAll(async () => {
-  await srv.stop();
-});
+  expect(await srv.stop()).toBe(0);
+}, 30_000);
 
 function wsOpen(url: string, opts?: WebSocket.ClientOptions): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
@@ -33,6 +33,7 @@ describe("handshake (RFC 6455 4.2)", () => {
   test("another path: 404", async () => {
     const c = await rawConnect(srv.port, UPGRADE("/nope"));
     expect(c.head).toStartWith("HTTP/1.1 404");
+    c.socket.destroy();
   });
 
   test("another version: 426 with Sec-WebSocket-Version: 13", async () => {
@@ -40,6 +41,7 @@ describe("handshake (RFC 6455 4.2)", () => {
     const c = await rawConnect(srv.port, req);
     expect(c.head).toStartWith("HTTP/1.1 426");
     expect(c.head.toLowerCase()).toContain("sec-websocket-version: 13");
+    c.socket.destroy();
   });
 
   test("malformed upgrades: 400", async () => {
@@ -50,21 +52,25 @@ describe("handshake (RFC 6455 4.2)", () => {
     ]) {
       const c = await rawConnect(srv.port, req);
       expect(c.head).toStartWith("HTTP/1.1 400");
+      c.socket.destroy();
     }
   });
 
   test("POST to the WebSocket path: 405", async () => {
     const c = await rawConnect(srv.port, UPGRADE().replace("GET", "POST"));
     expect(c.head).toStartWith("HTTP/1.1 405");
+    c.socket.destroy();
   });
 
   test("oversized request headers: 431", async () => {
     const c = await rawConnect(srv.port, UPGRADE("/ws", `X-Big: ${"a".repeat(200_000)}\r\n`));
     expect(c.head).toStartWith("HTTP/1.1 431");
+    c.socket.destroy();
   });
 
   test("refusals are counted by reason", async () => {
-    const s = await srv.stats();
+    // Workers report every 250 ms.
+    const s = await eventually(srv.stats, (s) => (s.total.rejected["400 key"] ?? 0) >= 2, 5000, "refusals reported");
     expect(s.total.rejected["404 path"]).toBeGreaterThanOrEqual(1);
     expect(s.total.rejected["426 version"]).toBeGreaterThanOrEqual(1);
     expect(s.total.rejected["400 key"]).toBeGreaterThanOrEqual(2);

@@ -56,6 +56,8 @@ export const SERVER_DEFAULTS: ServerConfig = {
 export interface WorkerSettings {
   config: ServerConfig;
   index: number;
-  /** Most WebSocket connections this worker holds before it leaves the port group. */
+  /** Connections this worker takes before it leaves the port group (its share of --max-conns). */
   cap: number;
+  /** Connections it may hold at all: the open-files limit less a reserve. Past it, 503 whatever happens. */
+  hardCap: number;
 }

@@ -6,12 +6,17 @@ export type WorkerToSupervisor =
   | { t: "stats"; stats: WorkerStats }
   /** The worker reached its cap (full) or fell below its low watermark (room). */
   | { t: "capacity"; full: boolean }
+  /** Acknowledges a listen request once the worker really listens (or has stopped). */
+  | { t: "listening"; on: boolean }
   | { t: "broadcast"; data: string | Uint8Array }
   | { t: "query"; id: number }
   | { t: "drained"; stats: WorkerStats };
 
 export type SupervisorToWorker =
-  | { t: "listen"; on: boolean }
+  /** `lastResort`: listening only because every worker is full, so upgrades past the cap get 503. */
+  | { t: "listen"; on: boolean; lastResort: boolean }
   | { t: "broadcast"; data: string | Uint8Array }
   | { t: "cluster"; id: number; stats: ClusterStats }
+  /** Report stats now: an endpoint is waiting for exact figures. */
+  | { t: "report" }
   | { t: "drain"; timeoutMs: number };

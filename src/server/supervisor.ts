@@ -12,17 +12,27 @@ import { addCounters, countInto, emptyCounters, summarize, type ClusterStats, ty
 const WORKER_ENTRY = join(import.meta.dir, "worker.ts");
 /** Open files a worker keeps for itself and for upgrades it refuses with 503 while full. */
 const FD_RESERVE = 200;
+const HASH_SLACK = 1.08;
 const RESTART_BACKOFF_MS = [100, 500, 1000, 2000, 5000];
+/** Closing a listening socket can refuse a connection caught in its queue, so leave and rejoin sparingly. */
+const ARRANGE_DEBOUNCE_MS = 20;
+/** Longest an endpoint waits for every worker's fresh figures. */
+const REFRESH_MS = 200;
 
 interface WorkerSlot {
   index: number;
   proc: Subprocess<"ignore", "inherit", "inherit">;
   stats: WorkerStats | undefined;
+  /** Confirmed by the worker. */
   listening: boolean;
+  /** Asked of the worker. */
+  wantListen: boolean;
+  lastResort: boolean;
   full: boolean;
   restarts: number;
   ready: boolean;
-  stopping: boolean;
+  /** Has reported since the last refresh request. */
+  reported: boolean;
 }
 
 export interface Sizing {
@@ -30,8 +40,10 @@ export interface Sizing {
   initial: number;
   /** Most workers the pool may grow to (auto), or the fixed count. */
   max: number;
-  /** WebSocket connections one worker holds before it leaves the port group. */
+  /** WebSocket connections one worker takes before it leaves the port group. */
   perWorker: number;
+  /** Most connections one worker may hold: the open-files limit less a reserve. */
+  hardCap: number;
   /** Cluster-wide cap. */
   maxConns: number;
 }
@@ -41,17 +53,20 @@ export function sizeWorkers(config: ServerConfig, nofileSoft: number, cores = av
   const fdCap = Math.max(1, socketsPerProcess(nofileSoft) - FD_RESERVE);
   if (config.workers !== "auto") {
     const perWorker = config.maxConns ? Math.min(fdCap, Math.ceil(config.maxConns / config.workers)) : fdCap;
-    return { initial: config.workers, max: config.workers, perWorker, maxConns: config.maxConns ?? perWorker * config.workers };
+    return { initial: config.workers, max: config.workers, perWorker, hardCap: fdCap, maxConns: config.maxConns ?? perWorker * config.workers };
   }
   if (config.maxConns) {
-    const needed = Math.ceil(config.maxConns / fdCap);
-    const initial = Math.max(Math.min(cores, needed), needed);
-    return { initial, max: initial, perWorker: Math.min(fdCap, Math.ceil(config.maxConns / initial)), maxConns: config.maxConns };
+    // The kernel hashes connections over the port group at random, so some workers fill before others.
+    // Shares HASH_SLACK above the average keep leaving the port group (which can refuse a connection
+    // caught mid-queue) a rare event; the price is a cluster cap that much above --max-conns.
+    const initial = Math.max(Math.ceil((config.maxConns * HASH_SLACK) / fdCap), Math.min(cores, config.maxConns));
+    const perWorker = Math.min(fdCap, Math.ceil((config.maxConns * HASH_SLACK) / initial));
+    return { initial, max: initial, perWorker, hardCap: fdCap, maxConns: perWorker * initial };
   }
   // No cap asked for: start one worker per core and grow the pool whenever every worker is full, up to
   // what memory allows at the measured cost per connection (server user space plus kernel).
   const max = Math.max(cores, Math.floor(freemem() / (fdCap * (COSTS.serverBytes + COSTS.kernelBytes) + COSTS.processBytes)));
-  return { initial: cores, max, perWorker: fdCap, maxConns: max * fdCap };
+  return { initial: cores, max, perWorker: fdCap, hardCap: fdCap, maxConns: max * fdCap };
 }
 
 export interface RunningServer {
@@ -87,18 +102,55 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
   }
   const clusterStats = () => summarize(config.mode, workerStats(), retired);
 
-  /** Full workers leave the port group while any worker with room listens; workers with room always listen. */
+  /**
+   * Endpoints promise exact figures (`/conns` must match a client's count), so a query asks every worker
+   * to report now and answers when all have, or after REFRESH_MS. Queries that arrive meanwhile share it.
+   */
+  let refresh: { promise: Promise<ClusterStats>; done: () => void } | undefined;
+  function freshStats(): Promise<ClusterStats> {
+    if (refresh) return refresh.promise;
+    let done!: () => void;
+    const promise = new Promise<void>((r) => (done = r)).then(() => {
+      clearTimeout(timer);
+      refresh = undefined;
+      return clusterStats();
+    });
+    const timer = setTimeout(() => done(), REFRESH_MS);
+    refresh = { promise, done };
+    for (const s of slots) {
+      s.reported = false;
+      post(s, { t: "report" });
+    }
+    return promise;
+  }
+
+  /**
+   * Workers with room always listen; a full worker leaves the port group once a worker with room is
+   * confirmed listening (never before, or clients would meet a closed port); when every worker is full,
+   * they all listen as the last resort and answer 503.
+   */
+  let arrangeTimer: Timer | undefined;
+  /** Coalesces bursts of capacity changes (e.g. many clients leaving at once) so workers do not flap. */
   function arrangeListeners(): void {
-    const ready = slots.filter((s) => s.ready && !s.stopping);
-    const roomy = ready.filter((s) => !s.full);
+    arrangeTimer ??= setTimeout(() => {
+      arrangeTimer = undefined;
+      arrangeNow();
+    }, ARRANGE_DEBOUNCE_MS);
+  }
+
+  function arrangeNow(): void {
+    const ready = slots.filter((s) => s.ready);
+    const lastResort = ready.every((s) => s.full);
+    const roomyListening = ready.some((s) => !s.full && s.listening);
     for (const s of ready) {
-      const want = !s.full || roomy.length === 0;
-      if (want !== s.listening) {
-        s.listening = want;
-        post(s, { t: "listen", on: want });
+      const want = !s.full || lastResort || (s.wantListen && !roomyListening);
+      if (want !== s.wantListen || lastResort !== s.lastResort) {
+        s.wantListen = want;
+        s.lastResort = lastResort;
+        post(s, { t: "listen", on: want, lastResort });
       }
     }
-    if (roomy.length === 0 && slots.length < sizing.max && !stopping && ready.length === slots.length) {
+    if (lastResort && slots.length < sizing.max && !stopping && ready.length === slots.length) {
       log(`all ${slots.length} workers are full; starting worker ${slots.length}`);
       spawnWorker(slots.length);
     }
@@ -110,7 +162,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
   let startError: string | undefined;
 
   function spawnWorker(index: number, restarts = 0): WorkerSlot {
-    const settings: WorkerSettings = { config: { ...config, port: boundPort }, index, cap: sizing.perWorker };
+    const settings: WorkerSettings = { config: { ...config, port: boundPort }, index, cap: sizing.perWorker, hardCap: sizing.hardCap };
     const proc = Bun.spawn([process.execPath, WORKER_ENTRY], {
       env: { ...process.env, WSMILLION_WORKER: JSON.stringify(settings) },
       stdio: ["ignore", "inherit", "inherit"],
@@ -122,7 +174,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
         onExit(slot, code, signal);
       },
     });
-    const slot: WorkerSlot = { index, proc, stats: undefined, listening: true, full: false, restarts, ready: false, stopping: false };
+    const slot: WorkerSlot = { index, proc, stats: undefined, listening: true, wantListen: true, lastResort: false, full: false, restarts, ready: false, reported: false };
     slots[index] = slot;
     return slot;
   }
@@ -139,22 +191,31 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
       case "stats":
       case "drained":
         slot.stats = msg.stats;
+        slot.reported = true;
+        if (refresh && slots.every((s) => s.reported || !s.ready)) refresh.done();
         break;
       case "capacity":
         slot.full = msg.full;
+        // A worker with room rejoins the port group by itself.
+        if (!msg.full) slot.wantListen = true;
+        arrangeListeners();
+        break;
+      case "listening":
+        slot.listening = msg.on;
         arrangeListeners();
         break;
       case "broadcast":
         for (const other of slots) if (other !== slot) post(other, { t: "broadcast", data: msg.data });
         break;
       case "query":
-        post(slot, { t: "cluster", id: msg.id, stats: clusterStats() });
+        void freshStats().then((stats) => post(slot, { t: "cluster", id: msg.id, stats }));
         break;
     }
   }
 
-  function onExit(slot: WorkerSlot, code: number | null, signal: number | null): void {
+  function onExit(slot: WorkerSlot, code: number | null, signal: NodeJS.Signals | number | null): void {
     if (slots[slot.index] !== slot) return;
+    const lost = slot.stats?.open ?? 0;
     if (slot.stats) {
       addCounters(retired, slot.stats);
       if (slot.stats.open > 0) {
@@ -168,9 +229,9 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
       resolveFirst?.();
       return;
     }
-    if (stopping || slot.stopping) return;
+    if (stopping) return;
     const delay = RESTART_BACKOFF_MS[Math.min(slot.restarts, RESTART_BACKOFF_MS.length - 1)]!;
-    log(`worker ${slot.index} (pid ${slot.proc.pid}) died (${signal ? `signal ${signal}` : `exit ${code}`}) with ${slot.stats?.open ?? 0} connections; restarting in ${delay} ms`);
+    log(`worker ${slot.index} (pid ${slot.proc.pid}) died (${signal ? `signal ${signal}` : `exit ${code}`}) with ${lost} connections; restarting in ${delay} ms`);
     slot.ready = false;
     setTimeout(() => {
       if (!stopping) spawnWorker(slot.index, slot.restarts + 1);
@@ -193,10 +254,12 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
       stopping = true;
       const timeoutMs = config.drainTimeout * 1000;
       for (const s of slots) post(s, { t: "drain", timeoutMs });
-      const exited = Promise.all(slots.map((s) => s.proc.exited));
-      const late = await Promise.race([exited.then(() => false), Bun.sleep(timeoutMs + 3000).then(() => true)]);
-      if (late) for (const s of slots) s.proc.kill("SIGKILL");
-      await exited;
+      // A worker that cannot finish its drain in time is killed; its connections count as closed.
+      const deadline = setTimeout(() => {
+        for (const s of slots) s.proc.kill("SIGKILL");
+      }, timeoutMs + 3000);
+      await Promise.all(slots.map((s) => s.proc.exited));
+      clearTimeout(deadline);
       return clusterStats();
     },
   };

@@ -16,9 +16,9 @@ const TOPIC = "all";
 
 const settings = JSON.parse(process.env.WSMILLION_WORKER ?? "null") as WorkerSettings | null;
 if (!settings) throw new Error("worker.ts is started by the server supervisor (wsmillion serve), not directly");
-const { config, index, cap } = settings;
-// Hysteresis, so a worker at its cap does not flap in and out of the port group.
-const lowWater = cap - Math.max(1, Math.min(100, Math.floor(cap * 0.02)));
+const { config, index, cap, hardCap } = settings;
+// Rejoin the port group a little below the cap, so a worker at its cap does not flap in and out.
+const rejoinBelow = cap - Math.max(1, Math.min(200, Math.floor(cap * 0.02)));
 
 function send(msg: WorkerToSupervisor): void {
   process.send?.(msg);
@@ -32,6 +32,7 @@ const sampler = new ProcessSampler();
 const started = performance.now();
 let upgrading = 0;
 let full = false;
+let lastResort = false;
 let draining = false;
 const servers: Server<Slot>[] = [];
 let listener: Server<Slot> | undefined;
@@ -72,9 +73,12 @@ function checkCapacity(): void {
   if (!full && load >= cap) {
     full = true;
     send({ t: "capacity", full });
-  } else if (full && load < lowWater) {
+  } else if (full && load < rejoinBelow) {
     full = false;
+    // Joining the port group is always safe, so do it now; leaving waits for the supervisor.
+    listen(true);
     send({ t: "capacity", full });
+    send({ t: "listening", on: listener !== undefined });
   }
 }
 
@@ -131,7 +135,9 @@ function fetch(req: Request, server: Server<Slot>): Response | Promise<Response>
     countInto(counters.rejected, refusal.reason);
     return refusalResponse(refusal);
   }
-  if (draining || registry.size + upgrading >= cap) {
+  // Connections keep arriving while a full worker's request to leave the port group is in flight; take
+  // them while other workers have room (up to the hard cap), refuse them once every worker is full.
+  if (draining || registry.size + upgrading >= (lastResort ? cap : hardCap)) {
     countInto(counters.rejected, "503 full");
     return new Response("server full: every worker is at its connection cap; retry later or raise --max-conns\n", {
       status: 503,
@@ -211,7 +217,10 @@ async function drain(timeoutMs: number): Promise<void> {
 process.on("message", (msg: SupervisorToWorker) => {
   switch (msg.t) {
     case "listen":
-      listen(msg.on);
+      lastResort = msg.lastResort;
+      // A leave request can cross this worker's own news that it has room again; room wins.
+      listen(msg.on || !full);
+      send({ t: "listening", on: listener !== undefined });
       break;
     case "broadcast":
       publishLocal(msg.data);
@@ -222,6 +231,9 @@ process.on("message", (msg: SupervisorToWorker) => {
       break;
     case "drain":
       void drain(msg.timeoutMs);
+      break;
+    case "report":
+      send({ t: "stats", stats: snapshot() });
       break;
   }
 });
@@ -235,5 +247,5 @@ pingSweep?.start();
 pushSweep?.start();
 
 listen(true);
-send({ t: "ready", port: listener!.port });
+send({ t: "ready", port: listener?.port ?? config.port });
 setInterval(() => send({ t: "stats", stats: snapshot() }), REPORT_MS);

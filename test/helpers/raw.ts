@@ -83,7 +83,7 @@ export function rawConnect(port: number, request: string | Buffer, host = "127.0
       },
     };
     socket.on("connect", () => socket.write(request));
-    socket.on("data", (d) => {
+    socket.on("data", (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       if (head === undefined) {
         const i = buf.indexOf("\r\n\r\n");

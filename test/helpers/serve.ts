@@ -35,7 +35,7 @@ async function readUntil(stream: ReadableStream<Uint8Array>, sink: { text: strin
     reader.releaseLock();
     // Keep draining so the child never blocks on a full pipe.
     void (async () => {
-      for await (const chunk of stream) sink.text += decoder.decode(chunk);
+      for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) sink.text += decoder.decode(chunk);
     })().catch(() => {});
   }
 }
@@ -49,7 +49,7 @@ export async function serve(args: string[] = []): Promise<ServeHandle> {
   const out = { text: "" };
   const err = { text: "" };
   void (async () => {
-    for await (const chunk of proc.stderr) err.text += new TextDecoder().decode(chunk);
+    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>) err.text += new TextDecoder().decode(chunk);
   })().catch(() => {});
   let port: number;
   try {
