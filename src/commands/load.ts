@@ -1,8 +1,94 @@
+// `wsmillion load`: options in, plan checked against the limits, load workers run, progress and report out.
+// The classic Go client's single-dash flags (-con, -co, -time, -wait, -sendtick, -databyte, -addr, -path)
+// arrive here as their long forms (cli.ts translates them).
 import type { Command } from "commander";
+import { writeFileSync } from "node:fs";
+import { bytes, choice, collect, integer, workers } from "./options.ts";
+import { LOAD_MODES, type LoadOptions } from "../load/plan.ts";
+import { resolvePlan } from "../load/plan-check.ts";
+import { runLoad, type LoadReport } from "../load/coordinator.ts";
+import { ProgressPrinter } from "../report/progress.ts";
+import { renderLoadReport } from "../report/load-report.ts";
+
+export const LOAD_DEFAULTS = {
+  connections: 1000,
+  concurrency: 500,
+  rate: 0,
+  duration: 10,
+  hold: 0,
+  interval: 1000,
+  size: 100,
+  mode: "echo" as const,
+  workers: "auto" as const,
+  handshakeTimeout: 10_000,
+  maxMessage: 16 << 20,
+};
+
+interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subprotocol" | "sourcePorts"> {
+  header?: string[];
+  subprotocol?: string[];
+  sourcePorts?: "explicit" | "kernel";
+  json?: string;
+  quiet?: boolean;
+}
 
 export function registerLoad(program: Command): void {
-  program.command("load").description("(not built yet)").action(() => {
-    console.error("wsmillion load: not built yet");
-    process.exitCode = 1;
-  });
+  const d = LOAD_DEFAULTS;
+  program
+    .command("load")
+    .description("Open many WebSocket connections against any RFC 6455 server, drive traffic, report what happened")
+    .argument("[url]", "ws://host:port/path of the server (or use -addr/--targets)")
+    .option("--addr <host:port>", "server address (classic -addr)")
+    .option("--path <path>", `request path (classic -path; default ${"/ws"}, or the URL's path)`)
+    .option("--targets <spec>", "destination pairs to spread connections over: 127.0.0.1-16:8080, 127.0.0.1:8080-8083, or a comma list")
+    .option("--connections <n>", "connections to open (classic -con)", integer("--connections", 1, 10_000_000), d.connections)
+    .option("--concurrency <n>", "dials in flight at once (classic -co)", integer("--concurrency", 1, 1_000_000), d.concurrency)
+    .option("--rate <n>", "dials per second cap (0: none)", integer("--rate", 0, 10_000_000), d.rate)
+    .option("--duration <s>", "seconds of traffic once the connections are up (classic -time)", integer("--duration", 0, 30 * 86400), d.duration)
+    .option("--hold <s>", "seconds to keep connections open after the traffic, before closing (classic -wait)", integer("--hold", 0, 30 * 86400), d.hold)
+    .option("--interval <ms>", "each connection sends every <ms> (classic -sendtick; 0: idle)", integer("--interval", 0, 3_600_000), d.interval)
+    .option("--size <bytes>", "payload bytes per message (classic -databyte; 12+ carry a timestamp)", bytes("--size", 0, 16 << 20), d.size)
+    .option("--mode <mode>", "echo (round trips), send (fire and forget), receive (server push latency), idle", choice("--mode", LOAD_MODES), d.mode)
+    .option("--workers <auto|n>", "load worker processes (auto: enough to stay under the open-files limit)", workers("--workers"), d.workers)
+    .option("--header <K:V>", "extra upgrade request header (repeatable)", collect)
+    .option("--subprotocol <name>", "offer this Sec-WebSocket-Protocol (repeatable)", collect)
+    .option("--handshake-timeout <ms>", "give up on a dial not upgraded within <ms>", integer("--handshake-timeout", 1, 3_600_000), d.handshakeTimeout)
+    .option("--reconnect", "keep N open: reopen dropped or failed connections with jittered exponential backoff", false)
+    .option("--source <addrs>", "bind these source addresses (e.g. 127.0.0.2-9); default: no bind")
+    .option("--source-ports <how>", "with --source: explicit (we assign local ports) or kernel (the kernel searches)", choice("--source-ports", ["explicit", "kernel"] as const), "explicit")
+    .option("--max-message <bytes>", "largest incoming message (larger: close 1009)", bytes("--max-message", 125, 1 << 30), d.maxMessage)
+    .option("--status-url <url|off>", "server connection count to show next to ours (default http://<first target>/conns)")
+    .option("--no-check", "dial even when the plan check says the plan cannot work")
+    .option("--json <file>", "write the full report as JSON")
+    .option("--quiet", "no live progress; report only")
+    .action(async (url: string | undefined, f: RawLoadFlags) => {
+      const opts: LoadOptions = { ...f, url, header: f.header ?? [], subprotocol: f.subprotocol ?? [], sourcePorts: f.sourcePorts ?? "explicit" };
+      const { plan, warnings } = resolvePlan(opts);
+      for (const w of warnings) console.error(`warning: ${w}`);
+      const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY), plan.mode === "receive" || plan.mode === "idle" ? "push" : "rtt");
+      const abort = new AbortController();
+      const onSignal = (): void => {
+        if (abort.signal.aborted) process.exit(130);
+        if (!f.quiet) progress.settle();
+        console.error("wsmillion load: interrupted; closing connections (Ctrl-C again to quit now)");
+        abort.abort();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      let report: LoadReport;
+      try {
+        report = await runLoad(plan, {
+          signal: abort.signal,
+          onProgress: f.quiet ? undefined : (s) => progress.update(s),
+          onPhase: f.quiet ? undefined : () => progress.settle(),
+        });
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+      if (!f.quiet) progress.settle();
+      console.log(renderLoadReport(report));
+      if (f.json) writeFileSync(f.json, JSON.stringify(report, null, 2) + "\n");
+      process.exitCode = report.verdict.exitCode;
+    });
 }

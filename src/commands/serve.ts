@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, type ServerConfig } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import type { ClusterStats } from "../server/stats.ts";
-import { startupWarnings } from "../system/capacity.ts";
+import { startupWarnings, workerNofile } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
 import { UsageError, bytes, choice, collect, integer, workers } from "./options.ts";
 
@@ -97,11 +97,11 @@ export function registerServe(program: Command): void {
       const say = (line: string) => {
         if (!config.quiet) console.log(line);
       };
-      const server = await startServer(config, { nofileSoft: limits.nofile.soft });
+      const server = await startServer(config, { nofileSoft: workerNofile(limits) });
       const { sizing } = server;
       const shown = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
       say(`wsmillion serve: ws://${shown}:${server.port}${config.path} (listening on ${config.host}:${server.port}), mode ${config.mode}`);
-      say(`workers: ${sizing.initial}${sizing.max > sizing.initial ? ` (grows to ${sizing.max} as they fill)` : ""}, ${fmt(sizing.perWorker)} connections each (open-files limit ${limits.nofile.soft}); capacity ${fmt(sizing.maxConns)}`);
+      say(`workers: ${sizing.initial}${sizing.max > sizing.initial ? ` (grows to ${sizing.max} as they fill)` : ""}, ${fmt(sizing.perWorker)} connections each (open-files limit ${workerNofile(limits)}); capacity ${fmt(sizing.maxConns)}`);
       say(`limits: max payload ${fmt(config.maxPayload)} B, max buffered ${fmt(config.maxBuffered)} B (${config.backpressure}), ping every ${config.pingInterval} s, idle timeout ${config.idleTimeout} s`);
       say(`endpoints: http://${shown}:${server.port}/conns /stats /metrics /healthz /dashboard`);
       for (const w of startupWarnings({ role: "server", connections: Number.isFinite(sizing.maxConns) ? sizing.maxConns : 1_000_000 }, limits)) {

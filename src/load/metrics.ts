@@ -1,0 +1,247 @@
+// Load metrics that merge exactly across workers: counters (summed), failures by cause (each with an
+// explanation), server close codes, and HdrHistograms in microseconds that travel as compressed base64.
+import * as hdr from "hdr-histogram-js";
+import { closeCodeMeaning } from "../protocol/close-codes.ts";
+
+export const HIST_NAMES = ["connect", "handshake", "rtt", "push", "lateness", "loopLag"] as const;
+export type HistName = (typeof HIST_NAMES)[number];
+
+export const HIST_LABELS: Record<HistName, string> = {
+  connect: "TCP connect",
+  handshake: "WebSocket upgrade",
+  rtt: "echo round trip",
+  push: "server push latency",
+  lateness: "send lateness (generator)",
+  loopLag: "event-loop lag (generator)",
+};
+
+/** 1 µs to 1 hour at 3 significant digits. */
+export function newHistogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+}
+
+export function encodeHistogram(h: hdr.Histogram): string {
+  return hdr.encodeIntoCompressedBase64(h);
+}
+
+/** Adds an encoded histogram into `into` (exact merge). */
+export function mergeEncoded(into: hdr.Histogram, encoded: string): void {
+  if (!encoded) return;
+  const h = hdr.decodeFromCompressedBase64(encoded);
+  into.add(h);
+  h.destroy();
+}
+
+export interface Counters {
+  /** Dials started (first attempts and reconnects). */
+  attempted: number;
+  /** Upgrades completed. */
+  opened: number;
+  /** Currently open. */
+  open: number;
+  /** Dials that ended before the upgrade completed. */
+  failed: number;
+  /** Open connections ended by the server or the network (close frame or TCP drop). */
+  dropped: number;
+  /** Connections we closed at the end of the test. */
+  closedByUs: number;
+  /** Dials that were reconnects of a dropped or failed slot. */
+  reconnects: number;
+  msgsOut: number;
+  msgsIn: number;
+  bytesOut: number;
+  bytesIn: number;
+  /** Sends skipped because the socket still had unsent bytes (backpressure). */
+  sendsSkipped: number;
+  pingsIn: number;
+}
+
+export function zeroCounters(): Counters {
+  return {
+    attempted: 0, opened: 0, open: 0, failed: 0, dropped: 0, closedByUs: 0, reconnects: 0,
+    msgsOut: 0, msgsIn: 0, bytesOut: 0, bytesIn: 0, sendsSkipped: 0, pingsIn: 0,
+  };
+}
+
+export function addCounters(into: Counters, c: Counters): void {
+  for (const k of Object.keys(into) as (keyof Counters)[]) into[k] += c[k];
+}
+
+/** What each failure cause means and what usually fixes it. */
+const CAUSES: Record<string, string> = {
+  EADDRNOTAVAIL: "ephemeral ports exhausted for that source/destination address pair: spread over more destinations (--targets 127.0.0.1-16:PORT, or more ports) or widen net.ipv4.ip_local_port_range",
+  EADDRINUSE: "the explicit source address:port was already taken: use more --source addresses or fewer connections per source",
+  EMFILE: "open-files limit of the load worker reached: use more --workers (each stays under the limit) or raise ulimit -n",
+  ENFILE: "system-wide open-files limit reached (fs.file-max): raise fs.file-max",
+  ENOBUFS: "kernel out of socket buffer memory: lower connections or raise net.ipv4.tcp_mem",
+  ENOMEM: "out of memory while creating the socket",
+  ECONNREFUSED: "nothing listening at that address and port, or its accept backlog overflowed: check the server is up, raise net.core.somaxconn",
+  ECONNRESET: "the server reset the TCP connection (crashed, overloaded or at its own limits)",
+  ETIMEDOUT: "TCP connect did not complete within --handshake-timeout (SYN dropped: server backlog full or host unreachable)",
+  EHOSTUNREACH: "no route to the destination host",
+  ENETUNREACH: "no route to the destination network",
+  EPIPE: "the server closed the connection while we were writing",
+  HANDSHAKE_TIMEOUT: "connected, but the server did not answer the upgrade within --handshake-timeout (overloaded server or not a WebSocket endpoint)",
+  BAD_ACCEPT: "the server's Sec-WebSocket-Accept does not match our key (a proxy or broken server answered)",
+  BAD_RESPONSE: "the server's answer to the upgrade is not valid HTTP/WebSocket (wrong Upgrade/Connection headers or garbage)",
+  BAD_SUBPROTOCOL: "the server picked a subprotocol we did not offer (--subprotocol)",
+  BAD_EXTENSION: "the server negotiated an extension we did not offer",
+  CLOSED_DURING_HANDSHAKE: "the server closed the TCP connection before answering the upgrade (at its limits, or not a WebSocket endpoint)",
+  PROTOCOL_ERROR: "the server broke RFC 6455 after the upgrade (we failed the connection with close 1002/1007/1009)",
+};
+
+export function explainCause(cause: string): string {
+  const known = CAUSES[cause];
+  if (known) return known;
+  const http = /^HTTP_(\d{3})$/.exec(cause);
+  if (http) {
+    const status = Number(http[1]);
+    if (status === 503) return "HTTP 503: the server refused the upgrade as full or unavailable";
+    if (status === 404) return "HTTP 404: no WebSocket endpoint at that path (check --path)";
+    if (status === 400) return "HTTP 400: the server rejected the upgrade request as malformed";
+    if (status === 401 || status === 403) return `HTTP ${status}: the server refused the upgrade (authentication or origin; see --header)`;
+    if (status === 426) return "HTTP 426: the server wants a different protocol version";
+    if (status === 429) return "HTTP 429: the server is rate limiting new connections (lower --rate)";
+    return `HTTP ${status}: the server refused the upgrade`;
+  }
+  return "unclassified error (see the message printed by the worker)";
+}
+
+/** Maps a connect/socket error to a cause name (its errno code when it has one). */
+export function causeOf(err: unknown): string {
+  if (err && typeof err === "object") {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code;
+    const msg = String((err as { message?: unknown }).message ?? "");
+    const m = /\b(E[A-Z]{3,})\b/.exec(msg);
+    if (m) return m[1]!;
+  }
+  return "UNKNOWN";
+}
+
+export { closeCodeMeaning };
+
+/** One worker's figures in a form that crosses IPC and merges exactly. */
+export interface MetricsSnapshot {
+  counters: Counters;
+  errors: Record<string, number>;
+  closeCodes: Record<string, number>;
+  notes: Record<string, string>;
+  /** Encoded histograms (µs). */
+  hist: Record<HistName, string>;
+}
+
+export class Metrics {
+  readonly counters: Counters = zeroCounters();
+  readonly errors: Record<string, number> = {};
+  readonly closeCodes: Record<string, number> = {};
+  /** The first message seen for each cause, to show next to its explanation. */
+  readonly notes: Record<string, string> = {};
+  readonly hist: Record<HistName, hdr.Histogram>;
+  /** Round trips / pushes since the last interval snapshot, for live p50/p99. */
+  readonly recentRtt = newHistogram();
+
+  constructor() {
+    const h = {} as Record<HistName, hdr.Histogram>;
+    for (const n of HIST_NAMES) h[n] = newHistogram();
+    this.hist = h;
+  }
+
+  /** Records milliseconds into a histogram held in microseconds. */
+  recordMs(name: HistName, ms: number): void {
+    const us = Math.round(ms * 1000);
+    this.hist[name].recordValue(us > 0 ? (us < 3_600_000_000 ? us : 3_600_000_000) : 0);
+  }
+
+  recordLatencyMs(name: "rtt" | "push", ms: number): void {
+    const us = Math.round(ms * 1000);
+    const v = us > 0 ? (us < 3_600_000_000 ? us : 3_600_000_000) : 0;
+    this.hist[name].recordValue(v);
+    this.recentRtt.recordValue(v);
+  }
+
+  fail(cause: string): void {
+    this.counters.failed++;
+    this.errors[cause] = (this.errors[cause] ?? 0) + 1;
+  }
+
+  /** An open connection ended by the server (close frame code) or the network (1006). */
+  drop(code: number): void {
+    this.counters.dropped++;
+    const k = String(code);
+    this.closeCodes[k] = (this.closeCodes[k] ?? 0) + 1;
+  }
+
+  /** Keeps the first detail message seen for a cause. */
+  note(cause: string, detail: unknown): void {
+    if (cause in this.notes || detail === null || detail === undefined) return;
+    const text = typeof detail === "string" ? detail : detail instanceof Error ? `${detail.message}` : String(detail);
+    this.notes[cause] = text.slice(0, 200);
+  }
+
+  snapshot(): MetricsSnapshot {
+    const hist = {} as Record<HistName, string>;
+    for (const n of HIST_NAMES) hist[n] = encodeHistogram(this.hist[n]);
+    return { counters: { ...this.counters }, errors: { ...this.errors }, closeCodes: { ...this.closeCodes }, notes: { ...this.notes }, hist };
+  }
+
+  /** Encodes and resets the recent-latency histogram. */
+  takeRecent(): string {
+    const s = this.recentRtt.totalCount > 0 ? encodeHistogram(this.recentRtt) : "";
+    this.recentRtt.reset();
+    return s;
+  }
+}
+
+/** Sums worker snapshots; histograms merged exactly. */
+export class MergedMetrics {
+  readonly counters: Counters = zeroCounters();
+  readonly errors: Record<string, number> = {};
+  readonly closeCodes: Record<string, number> = {};
+  readonly notes: Record<string, string> = {};
+  readonly hist: Record<HistName, hdr.Histogram>;
+  constructor() {
+    const h = {} as Record<HistName, hdr.Histogram>;
+    for (const n of HIST_NAMES) h[n] = newHistogram();
+    this.hist = h;
+  }
+  add(s: MetricsSnapshot): void {
+    addCounters(this.counters, s.counters);
+    for (const [k, v] of Object.entries(s.errors)) this.errors[k] = (this.errors[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(s.closeCodes)) this.closeCodes[k] = (this.closeCodes[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(s.notes)) if (!(k in this.notes)) this.notes[k] = v;
+    for (const n of HIST_NAMES) mergeEncoded(this.hist[n], s.hist[n]);
+  }
+}
+
+/** Percentiles of a µs histogram, reported in milliseconds, plus the encoded histogram. */
+export interface LatencySummary {
+  count: number;
+  minMs: number;
+  meanMs: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  /** HdrHistogram V2 compressed base64, values in microseconds. */
+  encoded: string;
+}
+
+export function summarize(h: hdr.Histogram): LatencySummary {
+  const ms = (us: number): number => Math.round(us) / 1000;
+  if (h.totalCount === 0) {
+    return { count: 0, minMs: 0, meanMs: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0, p999Ms: 0, maxMs: 0, encoded: encodeHistogram(h) };
+  }
+  return {
+    count: h.totalCount,
+    minMs: ms(h.getValueAtPercentile(0)),
+    meanMs: ms(h.mean),
+    p50Ms: ms(h.getValueAtPercentile(50)),
+    p90Ms: ms(h.getValueAtPercentile(90)),
+    p99Ms: ms(h.getValueAtPercentile(99)),
+    p999Ms: ms(h.getValueAtPercentile(99.9)),
+    maxMs: ms(h.maxValue),
+    encoded: encodeHistogram(h),
+  };
+}

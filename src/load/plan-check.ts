@@ -1,0 +1,144 @@
+// Options -> LoadPlan, and the pre-dial check of that plan against the machine's limits (open files per
+// process, ephemeral ports per destination pair, memory). Mistakes are UsageErrors (one line each, exit 2)
+// naming the flag and the fix.
+import { UsageError } from "../commands/options.ts";
+import { readLimits, type Limits } from "../system/limits.ts";
+import { parseTargets, formatTarget, type Target } from "../system/targets.ts";
+import { portsPerPair, processesFor, socketsPerProcess, startupWarnings, workerNofile } from "../system/capacity.ts";
+import { DEFAULT_PATH, slotsOf, type LoadOptions, type LoadPlan } from "./plan.ts";
+import { STAMP_BYTES } from "../protocol/stamp.ts";
+
+export interface ResolvedPlan {
+  plan: LoadPlan;
+  /** Things worth saying before dialing that do not stop the run. */
+  warnings: string[];
+}
+
+/** `127.0.0.2-9,10.0.0.5` -> addresses. */
+export function parseSources(spec: string): string[] {
+  const out: string[] = [];
+  for (const raw of spec.split(",")) {
+    const part = raw.trim();
+    const m = /^(\d+\.\d+\.\d+)\.(\d+)(?:-(\d+))?$/.exec(part);
+    if (m) {
+      const lo = Number(m[2]);
+      const hi = Number(m[3] ?? m[2]);
+      if (lo > 255 || hi > 255 || lo > hi) throw new UsageError(`--source: bad address range '${part}'; use e.g. 127.0.0.2-9`);
+      for (let o = lo; o <= hi; o++) out.push(`${m[1]}.${o}`);
+    } else if (/^[0-9a-fA-F:]+$/.test(part) && part.includes(":")) {
+      out.push(part);
+    } else {
+      throw new UsageError(`--source: '${part}' is not an IP address or range; use e.g. 127.0.0.2-9 or 10.0.0.5,10.0.0.6`);
+    }
+  }
+  return out;
+}
+
+function parseHeader(raw: string): [string, string] {
+  const i = raw.indexOf(":");
+  const k = i > 0 ? raw.slice(0, i).trim() : "";
+  if (!k || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) throw new UsageError(`--header takes Name:value, got '${raw}'`);
+  const reserved = ["host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol"];
+  if (reserved.includes(k.toLowerCase())) throw new UsageError(`--header ${k} is set by the client itself${k.toLowerCase() === "sec-websocket-protocol" ? "; use --subprotocol" : ""}`);
+  return [k, raw.slice(i + 1).trim()];
+}
+
+function resolveTargets(o: LoadOptions): { targets: Target[]; path: string } {
+  let path = o.path;
+  let targets: Target[] = [];
+  if (o.url) {
+    if (!/^wss?:\/\//i.test(o.url)) throw new UsageError(`the target URL must start with ws://, got '${o.url}' (or use -addr host:port)`);
+    if (/^wss:/i.test(o.url)) throw new UsageError(`wss:// (TLS) is not supported by the load client yet; use ws://`);
+    targets = parseTargets(o.url, "URL");
+    const m = /^wss?:\/\/[^/?#]*([^#]*)/i.exec(o.url);
+    path ??= m && m[1] ? m[1] : "/";
+  }
+  if (o.addr) {
+    if (o.url) throw new UsageError(`give either a ws:// URL or --addr (-addr), not both`);
+    targets = parseTargets(o.addr, "--addr");
+  }
+  if (o.targets) targets = parseTargets(o.targets, "--targets");
+  if (targets.length === 0) throw new UsageError(`no server to load: give ws://host:port/path, -addr host:port or --targets 127.0.0.1-16:8080`);
+  path ??= DEFAULT_PATH;
+  if (!path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${path}'`);
+  return { targets, path };
+}
+
+export function resolvePlan(o: LoadOptions, limits: Limits = readLimits()): ResolvedPlan {
+  const warnings: string[] = [];
+  const { targets, path } = resolveTargets(o);
+  const connections = o.connections;
+  const nofile = workerNofile(limits);
+  const perProcess = socketsPerProcess(nofile);
+  const problems: string[] = [];
+
+  let workers: number;
+  if (perProcess <= 0) {
+    problems.push(`open-files limit ${nofile} leaves no room for sockets (each worker keeps ${nofile - perProcess} for itself); raise ulimit -n`);
+    workers = o.workers === "auto" ? 1 : o.workers;
+  } else if (o.workers === "auto") {
+    workers = Math.max(1, Math.min(connections, processesFor(connections, nofile)));
+  } else {
+    workers = Math.min(o.workers, Math.max(1, connections));
+    const busiest = slotsOf(0, workers, connections);
+    if (busiest > perProcess) {
+      problems.push(`--workers ${o.workers}: each worker would hold ${busiest} sockets but the open-files limit (${nofile}) allows ${perProcess}; use --workers ${processesFor(connections, nofile)} or --workers auto`);
+    }
+  }
+
+  const sources = o.source ? parseSources(o.source) : [];
+  if (sources.length > 0) {
+    const ports = portsPerPair(limits);
+    const per = Math.ceil(connections / sources.length);
+    if (per > ports) {
+      problems.push(`--source: ${per} connections per source address exceed its ${ports} ephemeral ports; add source addresses (--source ${sources[0]}-${Math.ceil(connections / ports) + 1}) or drop --source`);
+    }
+  } else {
+    for (const line of startupWarnings({ role: "client", connections, targets }, limits)) problems.push(line);
+  }
+  if (problems.length > 0) {
+    if (o.check) throw new UsageError(`${problems.join("\n")}\n(plan check failed; fix the above, or pass --no-check to dial anyway and see the failures)`);
+    for (const p of problems) warnings.push(`${p} (--no-check: dialing anyway)`);
+  }
+
+  const sending = o.mode === "echo" || o.mode === "send";
+  if (sending && o.interval > 0 && o.size < STAMP_BYTES) {
+    warnings.push(`--size ${o.size}: payloads under ${STAMP_BYTES} bytes carry no timestamp, so no round trips are measured`);
+  }
+  if (o.mode === "echo" && o.interval === 0) warnings.push(`--interval 0 with --mode echo: connections stay idle (no round trips)`);
+  if (o.rate > 0 && o.rate < workers) warnings.push(`--rate ${o.rate} is below one dial per second per worker; each worker still dials at 1/s`);
+
+  let statusUrl: string | null = `http://${formatTarget(targets[0]!)}/conns`;
+  if (o.statusUrl !== undefined) statusUrl = o.statusUrl === "off" ? null : o.statusUrl;
+
+  let sourcePortBase = 0;
+  if (sources.length > 0 && o.sourcePorts === "explicit") {
+    const r = limits.portRange.value;
+    sourcePortBase = r ? r.low : 32768;
+  }
+
+  return {
+    warnings,
+    plan: {
+      targets,
+      path,
+      connections,
+      concurrency: Math.min(o.concurrency, connections),
+      rate: o.rate,
+      durationS: o.duration,
+      holdS: o.hold,
+      intervalMs: sending ? o.interval : 0,
+      size: o.size,
+      mode: o.mode,
+      headers: o.header.map(parseHeader),
+      subprotocols: o.subprotocol,
+      handshakeTimeoutMs: o.handshakeTimeout,
+      reconnect: o.reconnect,
+      workers,
+      sources,
+      sourcePortBase,
+      maxMessage: o.maxMessage,
+      statusUrl,
+    },
+  };
+}

@@ -1,0 +1,462 @@
+// The load worker: holds one shard of the plan's connections in this process, dials them under the
+// concurrency and rate caps with handshake timeouts, drives sends with one sweep, reconnects with jittered
+// exponential backoff, and reports figures once a second. Run as a child process (IPC with the
+// coordinator) or in-process through the LoadWorker class.
+import { readFileSync, readdirSync } from "node:fs";
+import { RequestTemplate } from "../protocol/handshake.ts";
+import { MaskSource } from "../protocol/mask.ts";
+import { maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
+import { OP_BINARY } from "../protocol/constants.ts";
+import { STAMP_BYTES } from "../protocol/stamp.ts";
+import { formatTarget } from "../system/targets.ts";
+import {
+  Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_IDLE, ST_OPEN, ST_UPGRADING,
+  abortDial, closeConn, dial, terminateConn, writeBytes, type ConnHost,
+} from "./connection.ts";
+import { Metrics, type Counters, type MetricsSnapshot } from "./metrics.ts";
+import { SendScheduler } from "./scheduler.ts";
+import { localPortOf, sourceIndexOf, targetIndexOf } from "./addresses.ts";
+import type { WorkerShard } from "./plan.ts";
+
+/** Coordinator -> worker. `run.t0` is a wall-clock ms shared by all workers. */
+export type CoordinatorMsg =
+  | { type: "start"; shard: WorkerShard }
+  | { type: "run"; t0: number; durationS: number }
+  | { type: "hold" }
+  | { type: "close"; timeoutMs: number };
+
+export interface ProcessFigures {
+  rssBytes: number;
+  cpuUserUs: number;
+  cpuSystemUs: number;
+  /** Worst event-loop lag since the previous report. */
+  lagMaxMs: number;
+}
+
+/** Worker -> coordinator. */
+export type WorkerMsg =
+  | { type: "ready"; pid: number; baseRssBytes: number }
+  | { type: "tick"; counters: Counters; errors: Record<string, number>; recent: string; proc: ProcessFigures; planned: number }
+  | { type: "ramped"; counters: Counters; rampMs: number; rssBytes: number; cpuUs: number }
+  | { type: "held"; counters: Counters; cpuUs: number; runMs: number }
+  | { type: "final"; snapshot: MetricsSnapshot; proc: ProcessFigures; baseRssBytes: number; peakRssBytes: number; rampRssBytes: number; rampOpen: number; planned: number; runMs: number }
+  | { type: "fatal"; message: string };
+
+/** Soft RLIMIT_NOFILE of this process (0 when unknown). */
+function nofileSoft(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function openFds(): number {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return 0;
+  }
+}
+
+let lastRss = 0;
+/** RSS, or the last reading when /proc cannot be opened (at the open-files limit). */
+function rssNow(): number {
+  try {
+    lastRss = process.memoryUsage.rss();
+  } catch { /* EMFILE: keep the last reading */ }
+  return lastRss;
+}
+
+function cpuTotalUs(): number {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+}
+
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_MAX_MS = 10_000;
+const CONTROL_TICK_MS = 10;
+
+export class LoadWorker implements ConnHost {
+  readonly metrics = new Metrics();
+  readonly masks = new MaskSource();
+  readonly templates: RequestTemplate[];
+  readonly subprotocols: readonly string[];
+  readonly maxMessage: number;
+  readonly measure: number;
+  readonly conns: Conn[];
+
+  private phase: "idle" | "ramp" | "run" | "hold" | "closing" | "done" = "idle";
+  private next = 0; // next slot for its first dial
+  private inFlight = 0;
+  private settled = 0;
+  private tokens = 0;
+  private tokensAt = 0;
+  // Handshake deadlines, FIFO (every dial gets the same timeout): conn and its dial start time.
+  private tqConn: Conn[] = [];
+  private tqT0: number[] = [];
+  private tqHead = 0;
+  // Reconnect heap keyed by due time.
+  private rqDue: number[] = [];
+  private rqSlot: number[] = [];
+  private control: ReturnType<typeof setInterval> | null = null;
+  private report: ReturnType<typeof setInterval> | null = null;
+  private pumpQueued = false;
+  private readonly pumpNow = (): void => { this.pumpQueued = false; this.pump(); };
+  private readonly scheduler: SendScheduler | null;
+  private readonly payload: Uint8Array;
+  /** Writes the send timestamp and sequence (protocol/stamp.ts layout) into the shared payload. */
+  private readonly stamp: DataView | null;
+  private readonly frame: Uint8Array;
+  private rampStart = 0;
+  private rampMs = 0;
+  private runStart = 0;
+  private runMs = 0;
+  private baseRss = 0;
+  private peakRss = 0;
+  private rampRss = 0;
+  private rampOpen = 0;
+  private lagMax = 0;
+  private lagExpected = 0;
+  private closeResolve: (() => void) | null = null;
+  private nofile = 0;
+  private baseFds = 0;
+
+  constructor(readonly shard: WorkerShard, private readonly emit: (msg: WorkerMsg) => void) {
+    this.templates = shard.targets.map((t) => new RequestTemplate({ host: formatTarget(t), path: shard.path, subprotocols: shard.subprotocols, headers: shard.headers }));
+    this.subprotocols = shard.subprotocols;
+    this.maxMessage = shard.maxMessage;
+    this.measure = shard.mode === "receive" || shard.mode === "idle" ? MEASURE_PUSH : MEASURE_RTT;
+    this.conns = new Array<Conn>(shard.slots);
+    for (let k = 0; k < shard.slots; k++) {
+      this.conns[k] = new Conn(this, k, targetIndexOf(this.globalSlot(k), shard.targets.length));
+    }
+    this.payload = new Uint8Array(shard.size).fill(0x78);
+    this.frame = new Uint8Array(maxFrameBytes(shard.size));
+    this.stamp = shard.size >= STAMP_BYTES ? new DataView(this.payload.buffer, 0, STAMP_BYTES) : null;
+    this.scheduler = shard.intervalMs > 0
+      ? new SendScheduler(shard.slots, shard.intervalMs, shard.index, shard.workers, shard.totalConnections, (k, due) => this.sendOn(k, due))
+      : null;
+  }
+
+  globalSlot(k: number): number {
+    return this.shard.index + k * this.shard.workers;
+  }
+
+  /** Measures the baseline and starts dialing. */
+  start(): void {
+    this.nofile = nofileSoft();
+    this.baseFds = openFds();
+    Bun.gc(true);
+    this.baseRss = rssNow();
+    this.peakRss = this.baseRss;
+    this.emit({ type: "ready", pid: process.pid, baseRssBytes: this.baseRss });
+    this.phase = "ramp";
+    this.rampStart = performance.now();
+    this.tokensAt = this.rampStart;
+    this.tokens = this.shard.rate > 0 ? Math.min(this.shard.rate, Math.max(1, this.shard.rate / 20)) : 0;
+    this.lagExpected = performance.now() + CONTROL_TICK_MS;
+    this.control = setInterval(() => this.controlTick(), CONTROL_TICK_MS);
+    this.report = setInterval(() => this.sendTick(), 1000);
+    if (this.shard.slots === 0) this.finishRamp();
+    else this.pump();
+  }
+
+  /** Starts traffic at wall-clock t0 (ms). */
+  run(t0Wall: number): void {
+    if (this.phase === "ramp") this.finishRamp();
+    this.phase = "run";
+    const t0 = t0Wall - performance.timeOrigin;
+    this.runStart = Math.max(t0, performance.now());
+    this.scheduler?.start(t0);
+  }
+
+  /** Stops sending; connections stay open. */
+  hold(): void {
+    this.scheduler?.stop();
+    if (this.phase === "run") {
+      this.runMs = performance.now() - this.runStart;
+      this.emit({ type: "held", counters: { ...this.metrics.counters }, cpuUs: cpuTotalUs(), runMs: this.runMs });
+    }
+    this.phase = "hold";
+  }
+
+  /** Closes every connection with a close handshake; resolves when all are gone or after timeoutMs. */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.phase === "run") this.hold();
+    this.phase = "closing";
+    this.rqDue.length = 0;
+    this.rqSlot.length = 0;
+    for (const c of this.conns) closeConn(c);
+    const done = new Promise<void>((resolve) => { this.closeResolve = resolve; });
+    this.checkClosed();
+    const timer = setTimeout(() => {
+      for (const c of this.conns) if (c.state === ST_CLOSING || c.state === ST_OPEN) terminateConn(c);
+      setTimeout(() => this.closeResolve?.(), 200);
+    }, timeoutMs);
+    await done;
+    clearTimeout(timer);
+    this.phase = "done";
+    if (this.control) clearInterval(this.control);
+    if (this.report) clearInterval(this.report);
+  }
+
+  finalMessage(): WorkerMsg {
+    const cpu = process.cpuUsage();
+    return {
+      type: "final",
+      snapshot: this.metrics.snapshot(),
+      proc: { rssBytes: rssNow(), cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
+      baseRssBytes: this.baseRss,
+      peakRssBytes: this.peakRss,
+      rampRssBytes: this.rampRss,
+      rampOpen: this.rampOpen,
+      planned: this.scheduler?.planned ?? 0,
+      runMs: this.runMs,
+    };
+  }
+
+  // ConnHost
+
+  refineCause(cause: string): string {
+    // Bun reports a connect that failed for lack of a file descriptor as ECONNREFUSED; tell them apart by
+    // counting our descriptors against the limit.
+    if (cause === "ECONNREFUSED" && this.nofile > 0) {
+      const inUse = this.baseFds + this.metrics.counters.open + this.inFlight - 1;
+      if (inUse >= this.nofile - 3) return "EMFILE";
+    }
+    return cause;
+  }
+
+  connOpened(c: Conn): void {
+    this.inFlight--;
+    if (!c.settled) { c.settled = true; this.settled++; }
+    this.afterDial();
+  }
+
+  connEnded(c: Conn, wasOpen: boolean): void {
+    if (!wasOpen) {
+      this.inFlight--;
+      if (!c.settled) { c.settled = true; this.settled++; }
+    }
+    if (this.shard.reconnect && this.phase !== "closing" && this.phase !== "done" && this.phase !== "idle") {
+      c.failures++;
+      const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(20, c.failures - 1));
+      this.pushReconnect(performance.now() + exp * (0.5 + Math.random()), c.slot);
+    }
+    if (this.phase === "closing") this.checkClosed();
+    else this.afterDial();
+  }
+
+  private afterDial(): void {
+    if (this.phase === "ramp" && this.settled === this.shard.slots) this.finishRamp();
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      setImmediate(this.pumpNow);
+    }
+  }
+
+  private checkClosed(): void {
+    if (this.closeResolve === null) return;
+    if (this.metrics.counters.open === 0 && this.inFlight <= 0) this.closeResolve();
+  }
+
+  private finishRamp(): void {
+    if (this.phase !== "ramp") return;
+    this.phase = "hold";
+    this.rampMs = performance.now() - this.rampStart;
+    Bun.gc(true);
+    this.rampRss = rssNow();
+    this.rampOpen = this.metrics.counters.open;
+    if (this.rampRss > this.peakRss) this.peakRss = this.rampRss;
+    this.emit({ type: "ramped", counters: { ...this.metrics.counters }, rampMs: this.rampMs, rssBytes: this.rampRss, cpuUs: cpuTotalUs() });
+  }
+
+  // Dialing
+
+  private canDial(now: number): boolean {
+    if (this.inFlight >= this.shard.concurrency) return false;
+    if (this.shard.rate <= 0) return true;
+    const cap = Math.max(1, this.shard.rate / 20);
+    this.tokens = Math.min(cap, this.tokens + ((now - this.tokensAt) * this.shard.rate) / 1000);
+    this.tokensAt = now;
+    return this.tokens >= 1;
+  }
+
+  private pump(): void {
+    if (this.phase === "closing" || this.phase === "done" || this.phase === "idle") return;
+    const now = performance.now();
+    while (this.canDial(now)) {
+      let k: number;
+      if (this.next < this.shard.slots) k = this.next++;
+      else if (this.rqDue.length > 0 && this.rqDue[0]! <= now) {
+        k = this.popReconnect();
+        this.metrics.counters.reconnects++;
+      } else break;
+      const c = this.conns[k]!;
+      if (c.state !== ST_IDLE && c.state !== ST_CLOSED) continue;
+      if (this.shard.rate > 0) this.tokens -= 1;
+      this.dialSlot(c);
+    }
+  }
+
+  private dialSlot(c: Conn): void {
+    const s = this.shard;
+    const g = this.globalSlot(c.slot);
+    const t = s.targets[c.tix]!;
+    this.inFlight++;
+    let src: string | undefined;
+    let lport: number | undefined;
+    if (s.sources.length > 0) {
+      src = s.sources[sourceIndexOf(g, s.sources.length)];
+      lport = localPortOf(g, s.sources.length, s.sourcePortBase);
+    }
+    c.pbuf = null;
+    dial(c, t.host, t.port, src, lport);
+    if (c.state === ST_CONNECTING) {
+      this.tqConn.push(c);
+      this.tqT0.push(c.t0);
+    }
+  }
+
+  private controlTick(): void {
+    const now = performance.now();
+    const lag = now - this.lagExpected;
+    if (lag > this.lagMax) this.lagMax = lag;
+    this.metrics.recordMs("loopLag", lag > 0 ? lag : 0);
+    this.lagExpected = now + CONTROL_TICK_MS;
+    // Handshake timeouts: the queue is in deadline order since every dial has the same timeout.
+    const limit = now - this.shard.handshakeTimeoutMs;
+    while (this.tqHead < this.tqConn.length && this.tqT0[this.tqHead]! <= limit) {
+      const c = this.tqConn[this.tqHead]!;
+      const t0 = this.tqT0[this.tqHead]!;
+      this.tqHead++;
+      if (c.t0 !== t0) continue;
+      if (c.state === ST_CONNECTING) abortDial(c, "ETIMEDOUT");
+      else if (c.state === ST_UPGRADING) abortDial(c, "HANDSHAKE_TIMEOUT");
+    }
+    // Drop settled entries from the head so the queue does not grow without bound.
+    while (this.tqHead < this.tqConn.length) {
+      const c = this.tqConn[this.tqHead]!;
+      if (c.t0 === this.tqT0[this.tqHead] && (c.state === ST_CONNECTING || c.state === ST_UPGRADING)) break;
+      this.tqHead++;
+    }
+    if (this.tqHead > 4096 && this.tqHead * 2 > this.tqConn.length) {
+      this.tqConn = this.tqConn.slice(this.tqHead);
+      this.tqT0 = this.tqT0.slice(this.tqHead);
+      this.tqHead = 0;
+    }
+    if (this.phase === "ramp" || this.rqDue.length > 0) this.pump();
+  }
+
+  private sendTick(): void {
+    const rss = rssNow();
+    if (rss > this.peakRss) this.peakRss = rss;
+    const cpu = process.cpuUsage();
+    this.emit({
+      type: "tick",
+      counters: { ...this.metrics.counters },
+      errors: { ...this.metrics.errors },
+      recent: this.metrics.takeRecent(),
+      proc: { rssBytes: rss, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
+      planned: this.scheduler?.planned ?? 0,
+    });
+    this.lagMax = 0;
+  }
+
+  // Sending
+
+  private sendOn(k: number, due: number): void {
+    const c = this.conns[k]!;
+    if (c.state !== ST_OPEN) return;
+    const m = this.metrics;
+    if (c.pending !== null) {
+      m.counters.sendsSkipped++;
+      return;
+    }
+    const now = performance.now();
+    const v = this.stamp;
+    if (v !== null) {
+      v.setFloat64(0, performance.timeOrigin + now, true);
+      v.setUint32(8, c.seq++ >>> 0, true);
+    }
+    const n = writeMaskedFrame(this.frame, OP_BINARY, this.payload, this.payload.byteLength, this.masks);
+    writeBytes(c, this.frame, n);
+    m.counters.msgsOut++;
+    m.counters.bytesOut += this.payload.byteLength;
+    m.recordMs("lateness", now - due);
+  }
+
+  // Reconnect heap (min-heap on due time)
+
+  private pushReconnect(due: number, slot: number): void {
+    const d = this.rqDue;
+    const s = this.rqSlot;
+    let i = d.length;
+    d.push(due);
+    s.push(slot);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (d[p]! <= due) break;
+      d[i] = d[p]!; s[i] = s[p]!;
+      i = p;
+    }
+    d[i] = due; s[i] = slot;
+  }
+
+  private popReconnect(): number {
+    const d = this.rqDue;
+    const s = this.rqSlot;
+    const top = s[0]!;
+    const lastD = d.pop()!;
+    const lastS = s.pop()!;
+    const n = d.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && d[r]! < d[l]! ? r : l;
+        if (d[c]! >= lastD) break;
+        d[i] = d[c]!; s[i] = s[c]!;
+        i = c;
+      }
+      d[i] = lastD; s[i] = lastS;
+    }
+    return top;
+  }
+}
+
+/** Process entry: the coordinator talks to us over IPC. */
+function main(): void {
+  let worker: LoadWorker | null = null;
+  const send = (msg: WorkerMsg): void => { process.send?.(msg); };
+  process.on("message", (raw: unknown) => {
+    const msg = raw as CoordinatorMsg;
+    try {
+      if (msg.type === "start") {
+        worker = new LoadWorker(msg.shard, send);
+        worker.start();
+      } else if (msg.type === "run") worker?.run(msg.t0);
+      else if (msg.type === "hold") worker?.hold();
+      else if (msg.type === "close") {
+        const w = worker;
+        if (!w) return;
+        void w.close(msg.timeoutMs).then(() => {
+          send(w.finalMessage());
+          setTimeout(() => process.exit(0), 50);
+        });
+      }
+    } catch (err) {
+      send({ type: "fatal", message: err instanceof Error ? err.stack ?? err.message : String(err) });
+      setTimeout(() => process.exit(1), 50);
+    }
+  });
+  process.on("disconnect", () => process.exit(0));
+}
+
+
+
+if (import.meta.main) main();
