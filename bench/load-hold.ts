@@ -8,7 +8,7 @@ import { join } from "node:path";
 const N = Number(process.argv[2] ?? 20_000);
 const HOSTS = Math.max(2, Math.ceil(N / 20_000));
 const serverWorkers = Math.max(1, Math.ceil(N / 18_000));
-const proc = Bun.spawn([process.execPath, join(import.meta.dir, "..", "src", "cli.ts"), "serve", "--port", "0", "--host", "0.0.0.0", "--mode", "echo", "--workers", String(serverWorkers), "--quiet"], { stdout: "pipe", stderr: "inherit" });
+const proc = Bun.spawn([process.execPath, join(import.meta.dir, "..", "src", "cli.ts"), "serve", "--port", "0", "--host", "0.0.0.0", "--mode", "echo", "--workers", String(serverWorkers)], { stdout: "pipe", stderr: "inherit" });
 let port = 0;
 {
   const reader = proc.stdout.getReader();
@@ -21,8 +21,8 @@ let port = 0;
     const m = /listening on [^:]+:(\d+)/.exec(text);
     if (m) port = Number(m[1]);
   }
-  reader.releaseLock();
-  void (async () => { for await (const _ of proc.stdout) { /* drain */ } })();
+  // Keep draining so the server never blocks on a full pipe.
+  void (async () => { for (;;) { const { done } = await reader.read(); if (done) break; } })();
 }
 try {
   if (!port) throw new Error("wsmillion serve did not start");

@@ -9,53 +9,17 @@ import { UsageError, bytes, choice, collect, integer, workers } from "./options.
 
 const d = SERVER_DEFAULTS;
 
-interface ServeFlags {
-  host: string;
-  port: number;
-  path: string;
-  workers: number | "auto";
-  mode: ServerConfig["mode"];
+/** Commander's view of the flags: ServerConfig, but --origin is repeatable and the optional ones may be absent. */
+type ServeFlags = Omit<ServerConfig, "origins" | "maxConns" | "subprotocol" | "token"> & {
+  origin: string[];
   maxConns?: number;
-  maxPayload: number;
-  maxBuffered: number;
-  backpressure: ServerConfig["backpressure"];
-  databyte: number;
-  sendtick: number;
-  pingInterval: number;
-  idleTimeout: number;
-  handshakeTimeout: number;
-  drainTimeout: number;
-  deflate: boolean;
   subprotocol?: string;
   token?: string;
-  origin: string[];
-  quiet: boolean;
-}
+};
 
-export function serverConfigFrom(f: ServeFlags): ServerConfig {
+export function serverConfigFrom({ origin, ...f }: ServeFlags): ServerConfig {
   if (!f.path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${f.path}'`);
-  return {
-    host: f.host,
-    port: f.port,
-    path: f.path,
-    workers: f.workers,
-    mode: f.mode,
-    maxConns: f.maxConns,
-    maxPayload: f.maxPayload,
-    maxBuffered: f.maxBuffered,
-    backpressure: f.backpressure,
-    databyte: f.databyte,
-    sendtick: f.sendtick,
-    pingInterval: f.pingInterval,
-    idleTimeout: f.idleTimeout,
-    handshakeTimeout: f.handshakeTimeout,
-    drainTimeout: f.drainTimeout,
-    deflate: f.deflate,
-    subprotocol: f.subprotocol,
-    token: f.token,
-    origins: f.origin,
-    quiet: f.quiet,
-  };
+  return { ...f, maxConns: f.maxConns, subprotocol: f.subprotocol, token: f.token, origins: origin };
 }
 
 function fmt(n: number): string {
