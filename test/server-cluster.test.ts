@@ -6,21 +6,9 @@ import WebSocket from "ws";
 import { readStampSeq, readStampTime } from "../src/protocol/stamp.ts";
 import { frame, rawConnect, UPGRADE } from "./helpers/raw.ts";
 import { eventually, serve } from "./helpers/serve.ts";
+import { echo, nextMessage, openMany, wsOpen } from "./helpers/ws.ts";
 
-function wsOpen(url: string, opts?: WebSocket.ClientOptions): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, opts);
-    ws.once("open", () => resolve(ws));
-    ws.once("error", reject);
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
 
-async function openMany(url: string, n: number, batch = 50): Promise<WebSocket[]> {
-  const all: WebSocket[] = [];
-  for (let i = 0; i < n; i += batch) all.push(...(await Promise.all(Array.from({ length: Math.min(batch, n - i) }, () => wsOpen(url)))));
-  return all;
-}
 
 describe("two workers", () => {
   test("connections land on both; /conns and /metrics sum them; a killed worker comes back and counts stay right", async () => {
@@ -44,9 +32,7 @@ describe("two workers", () => {
       expect(closedCodes).toHaveLength(victim.open);
       // The survivors still echo.
       const survivor = clients.find((c) => c.readyState === WebSocket.OPEN)!;
-      const echoed = new Promise<string>((r) => survivor.once("message", (m) => r(String(m))));
-      survivor.send("alive");
-      expect(await echoed).toBe("alive");
+      expect(await echo(survivor, "alive")).toBe("alive");
       // The worker is restarted and takes new connections.
       const back = await eventually(srv.stats, (st) => st.workers.length === 2 && st.workers.every((w) => w.pid !== victim.pid), 8000, "restart");
       expect(back.workers.find((w) => w.worker === victim.worker)!.restarts).toBe(1);
@@ -65,7 +51,7 @@ describe("two workers", () => {
       const clients = await openMany(srv.url, 40);
       const s = await eventually(srv.stats, (s) => s.conns === 40, 5000, "40 open");
       for (const w of s.workers) expect(w.open).toBeGreaterThan(0);
-      const got = clients.map((c) => new Promise<string>((r) => c.once("message", (m) => r(String(m)))));
+      const got = clients.map(nextMessage);
       clients[0]!.send("to everyone");
       expect(await Promise.all(got)).toEqual(Array(40).fill("to everyone"));
       for (const c of clients) c.close();
@@ -193,9 +179,7 @@ describe("backpressure", () => {
         // Measured: about 55 MB of growth either way (allocator caches), against 90+ MB read under drop.
         expect(s.total.rssBytes - before).toBeLessThan(80e6);
         expect(s.total.bufferedBytes).toBeLessThanOrEqual(256 * 1024 + 64 * 1024);
-        const echoed = new Promise<string>((r) => bystander.once("message", (m) => r(String(m))));
-        bystander.send("unharmed");
-        expect(await echoed).toBe("unharmed");
+        expect(await echo(bystander, "unharmed")).toBe("unharmed");
         reader.socket.destroy();
         bystander.close();
       } finally {

@@ -1,9 +1,9 @@
 // RFC 6455 behaviour of `wsmillion serve`, through raw sockets (what no library would send) and through
 // the `ws` package as an independent client.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import WebSocket from "ws";
 import { closePayload, exchange, frame, rawConnect, UPGRADE } from "./helpers/raw.ts";
 import { eventually, serve, type ServeHandle } from "./helpers/serve.ts";
+import { echo, wsOpen } from "./helpers/ws.ts";
 
 let srv: ServeHandle;
 beforeAll(async () => {
@@ -13,13 +13,6 @@ afterAll(async () => {
   expect(await srv.stop()).toBe(0);
 }, 30_000);
 
-function wsOpen(url: string, opts?: WebSocket.ClientOptions): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, opts);
-    ws.once("open", () => resolve(ws));
-    ws.once("error", reject);
-  });
-}
 
 describe("handshake (RFC 6455 4.2)", () => {
   test("101 with the right Sec-WebSocket-Accept", async () => {
@@ -116,9 +109,7 @@ describe("frames (RFC 6455 5)", () => {
       const got = await exchange(srv.port, frames);
       expect(got.at(-1)?.opcode).toBe(8);
       expect(got.at(-1)?.code).toBe(code);
-      const echoed = new Promise<string>((r) => bystander.once("message", (m) => r(String(m))));
-      bystander.send("still here");
-      expect(await echoed).toBe("still here");
+      expect(await echo(bystander, "still here")).toBe("still here");
       bystander.close();
     });
   }

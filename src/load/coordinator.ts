@@ -9,7 +9,7 @@ import {
   HIST_NAMES, MergedMetrics, explainCause, mergeEncoded, newHistogram, summarize, zeroCounters, addCounters,
   type Counters, type HistName, type LatencySummary,
 } from "./metrics.ts";
-import { offeredRate, shardPlan, type LoadMode, type LoadPlan, type WorkerShard } from "./plan.ts";
+import { offeredRate, shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
 import type { CoordinatorMsg, ProcessFigures, WorkerMsg } from "./worker.ts";
 
 export type LoadPhase = "starting" | "ramp" | "run" | "hold" | "closing" | "done";
@@ -82,24 +82,8 @@ export interface LoadReport {
   schema: "wsmillion.load/1";
   startedAt: string;
   endedAt: string;
-  plan: {
-    targets: string[];
-    path: string;
-    connections: number;
-    concurrency: number;
-    rate: number;
-    durationS: number;
-    holdS: number;
-    intervalMs: number;
-    size: number;
-    mode: LoadMode;
-    workers: number;
-    reconnect: boolean;
-    sources: string[];
-    handshakeTimeoutMs: number;
-    subprotocols: string[];
-    headers: string[];
-  };
+  /** The plan as run, with targets and headers written out as text. */
+  plan: Omit<LoadPlan, "targets" | "headers" | "sourcePortBase" | "maxMessage" | "statusUrl"> & { targets: string[]; headers: string[] };
   verdict: { met: boolean; exitCode: 0 | 1; reasons: string[] };
   connections: {
     target: number;
@@ -188,6 +172,10 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener("abort", done, { once: true });
   });
+}
+
+function reportedPlan({ targets, headers, sourcePortBase: _base, maxMessage: _max, statusUrl: _url, ...rest }: LoadPlan): LoadReport["plan"] {
+  return { ...rest, targets: targets.map(formatTarget), headers: headers.map(([k, v]) => `${k}: ${v}`) };
 }
 
 export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<LoadReport> {
@@ -452,22 +440,8 @@ function buildReport(
     startedAt: x.startedAt.toISOString(),
     endedAt: new Date().toISOString(),
     plan: {
-      targets: plan.targets.map(formatTarget),
-      path: plan.path,
-      connections: plan.connections,
-      concurrency: plan.concurrency,
-      rate: plan.rate,
-      durationS: plan.durationS,
-      holdS: plan.holdS,
-      intervalMs: plan.intervalMs,
-      size: plan.size,
-      mode: plan.mode,
+      ...reportedPlan(plan),
       workers: states.length,
-      reconnect: plan.reconnect,
-      sources: plan.sources,
-      handshakeTimeoutMs: plan.handshakeTimeoutMs,
-      subprotocols: plan.subprotocols,
-      headers: plan.headers.map(([k, v]) => `${k}: ${v}`),
     },
     verdict: { met, exitCode: met ? 0 : 1, reasons },
     connections: {

@@ -131,31 +131,33 @@ export interface MetricsSnapshot {
   hist: Record<HistName, string>;
 }
 
-export class Metrics {
+/** What a worker counts and what the coordinator sums: the same shape on both sides. */
+class MetricSet {
   readonly counters: Counters = zeroCounters();
   readonly errors: Record<string, number> = {};
   readonly closeCodes: Record<string, number> = {};
   /** The first message seen for each cause, to show next to its explanation. */
   readonly notes: Record<string, string> = {};
-  readonly hist: Record<HistName, hdr.Histogram>;
+  readonly hist = Object.fromEntries(HIST_NAMES.map((n) => [n, newHistogram()])) as Record<HistName, hdr.Histogram>;
+}
+
+/** Milliseconds to the microseconds the histograms hold, clamped to their range (0 .. 1 hour). */
+function toMicros(ms: number): number {
+  const us = Math.round(ms * 1000);
+  return us > 0 ? (us < 3_600_000_000 ? us : 3_600_000_000) : 0;
+}
+
+export class Metrics extends MetricSet {
   /** Round trips / pushes since the last interval snapshot, for live p50/p99. */
   readonly recentRtt = newHistogram();
 
-  constructor() {
-    const h = {} as Record<HistName, hdr.Histogram>;
-    for (const n of HIST_NAMES) h[n] = newHistogram();
-    this.hist = h;
-  }
-
   /** Records milliseconds into a histogram held in microseconds. */
   recordMs(name: HistName, ms: number): void {
-    const us = Math.round(ms * 1000);
-    this.hist[name].recordValue(us > 0 ? (us < 3_600_000_000 ? us : 3_600_000_000) : 0);
+    this.hist[name].recordValue(toMicros(ms));
   }
 
   recordLatencyMs(name: "rtt" | "push", ms: number): void {
-    const us = Math.round(ms * 1000);
-    const v = us > 0 ? (us < 3_600_000_000 ? us : 3_600_000_000) : 0;
+    const v = toMicros(ms);
     this.hist[name].recordValue(v);
     this.recentRtt.recordValue(v);
   }
@@ -194,17 +196,7 @@ export class Metrics {
 }
 
 /** Sums worker snapshots; histograms merged exactly. */
-export class MergedMetrics {
-  readonly counters: Counters = zeroCounters();
-  readonly errors: Record<string, number> = {};
-  readonly closeCodes: Record<string, number> = {};
-  readonly notes: Record<string, string> = {};
-  readonly hist: Record<HistName, hdr.Histogram>;
-  constructor() {
-    const h = {} as Record<HistName, hdr.Histogram>;
-    for (const n of HIST_NAMES) h[n] = newHistogram();
-    this.hist = h;
-  }
+export class MergedMetrics extends MetricSet {
   add(s: MetricsSnapshot): void {
     addCounters(this.counters, s.counters);
     for (const [k, v] of Object.entries(s.errors)) this.errors[k] = (this.errors[k] ?? 0) + v;

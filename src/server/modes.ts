@@ -14,12 +14,12 @@ export interface ModeContext {
   /** Sends the result of ws.send through the backpressure accounting. */
   sent(ws: Conn, result: number, bytes: number): void;
   /** Delivers a broadcast to this worker's connections and, through the supervisor, to the other workers'. */
-  broadcast(data: string | Buffer): void;
+  broadcast(data: string | Uint8Array): void;
 }
 
 export type MessageHandler = (ws: Conn, message: string | Buffer) => void;
 
-export function byteLength(message: string | Buffer): number {
+export function byteLength(message: string | Uint8Array): number {
   return typeof message === "string" ? Buffer.byteLength(message) : message.byteLength;
 }
 
@@ -38,9 +38,6 @@ export function messageHandler(ctx: ModeContext): MessageHandler {
         ctx.sent(ws, ws.send(message), n);
       };
     case "sink":
-      return (_ws, message) => {
-        receive(message);
-      };
     case "push":
       return (_ws, message) => {
         receive(message);

@@ -5,7 +5,7 @@ import type { WorkerSettings } from "./config.ts";
 import { serveEndpoint } from "./endpoints.ts";
 import { checkUpgrade, refusalResponse } from "./handshake.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
-import { messageHandler, pushSender, type Conn } from "./modes.ts";
+import { byteLength, messageHandler, pushSender, type Conn } from "./modes.ts";
 import { countInto, emptyCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
 import { Registry, Sweep, type Slot } from "./sweep.ts";
 import { ProcessSampler } from "../system/sampler.ts";
@@ -37,22 +37,19 @@ let draining = false;
 const servers: Server<Slot>[] = [];
 let listener: Server<Slot> | undefined;
 
+/** Accounts for a ws.send result: bytes written (> 0), queued (-1: it will go, but the connection is slow) or dropped (0). */
 function sent(ws: Conn, result: number, bytes: number): void {
-  if (result > 0) {
-    counters.messagesOut++;
-    counters.bytesOut += bytes;
-  } else if (result === -1) {
-    // Queued in user space: it will go, but the connection is now slow.
-    counters.messagesOut++;
-    counters.bytesOut += bytes;
-    slow.add(ws);
-  } else if (ws.readyState === 1) {
-    counters.dropped++;
+  if (result === 0) {
+    if (ws.readyState === 1) counters.dropped++;
+    return;
   }
+  counters.messagesOut++;
+  counters.bytesOut += bytes;
+  if (result === -1) slow.add(ws);
 }
 
-function publishLocal(data: string | Buffer | Uint8Array): void {
-  const bytes = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+function publishLocal(data: string | Uint8Array): void {
+  const bytes = byteLength(data);
   for (const s of servers) s.publish(TOPIC, data);
   counters.messagesOut += registry.size;
   counters.bytesOut += bytes * registry.size;
