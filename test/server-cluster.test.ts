@@ -62,7 +62,7 @@ describe("two workers", () => {
 });
 
 describe("capacity", () => {
-  test("past --max-conns new upgrades get 503; until then a full worker leaves the port group instead of refusing", async () => {
+  test("past --max-conns new upgrades get 503; until then a full worker leaves the port group instead of refusing, and rejoins", async () => {
     const srv = await serve(["--workers", "2", "--max-conns", "40"]);
     try {
       // Small batches: a worker at its share leaves the port group after an IPC round trip, not instantly.
@@ -82,7 +82,13 @@ describe("capacity", () => {
       const full = await eventually(srv.stats, (s) => (s.total.rejected["503 full"] ?? 0) >= 5, 5000, "refusals counted");
       for (const w of full.workers) expect(w.open).toBeGreaterThanOrEqual(20);
       expect(full.conns).toBe(clients.length);
-      for (const c of clients) c.terminate();
+      // Everyone leaves; the workers that left rejoin the port group and share the next round.
+      for (const c of clients) c.close();
+      await eventually(srv.stats, (s) => s.conns === 0 && s.workers.every((w) => w.listening), 5000, "all closed, all listening");
+      const again = await openMany(srv.url, 30, 2);
+      const s2 = await eventually(srv.stats, (s) => s.conns === 30, 5000, "30 open again");
+      for (const w of s2.workers) expect(w.open).toBeGreaterThan(0);
+      for (const c of again) c.terminate();
     } finally {
       await srv.stop();
     }

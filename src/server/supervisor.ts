@@ -98,7 +98,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
   };
 
   function workerStats(): WorkerStats[] {
-    return slots.filter((s) => s.stats).map((s) => ({ ...s.stats!, restarts: s.restarts, listening: s.listening }));
+    return slots.filter((s) => s.stats).map((s) => ({ ...s.stats!, restarts: s.restarts }));
   }
   const clusterStats = () => summarize(config.mode, workerStats(), retired);
 

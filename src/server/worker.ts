@@ -150,11 +150,14 @@ function fetch(req: Request, server: Server<Slot>): Response | Promise<Response>
   return new Response("malformed WebSocket upgrade request\n", { status: 400 });
 }
 
+/** The port group's port: --port, or the one the kernel picked for the first worker when --port is 0. */
+let port = config.port;
+
 function listen(on: boolean): void {
   if (on && !listener && !draining) {
     listener = Bun.serve<Slot>({
       hostname: config.host,
-      port: config.port,
+      port,
       reusePort: true,
       // Bun's HTTP idle timeout is what drops a half-sent upgrade request.
       idleTimeout: Math.min(255, config.handshakeTimeout),
@@ -162,6 +165,8 @@ function listen(on: boolean): void {
       websocket,
     });
     servers.push(listener);
+    // Rejoining must land in the same group, not on a fresh port of its own.
+    port = listener.port ?? port;
   } else if (!on && listener) {
     // Stop accepting; connections already open stay with this server object, which we keep for publish.
     listener.stop(false);
@@ -244,5 +249,5 @@ pingSweep?.start();
 pushSweep?.start();
 
 listen(true);
-send({ t: "ready", port: listener?.port ?? config.port });
+send({ t: "ready", port });
 setInterval(() => send({ t: "stats", stats: snapshot() }), REPORT_MS);
