@@ -11,6 +11,7 @@ import {
   socketsPerProcess,
   startupWarnings,
   suggestTargets,
+  loopbackTargets,
   type Finding,
   type PlanInput,
 } from "../src/system/capacity.ts";
@@ -360,5 +361,14 @@ describe("parseTargets", () => {
     expect(suggestTargets(4, { host: "10.0.0.5", port: 9000 })).toBe("10.0.0.5:9000-9003");
     expect(suggestTargets(3, { host: "::1", port: 9000 })).toBe("[::1]:9000-9002");
     for (const n of [1, 2, 36, 255, 256, 300, 1000]) expect(parseTargets(suggestTargets(n)).length).toBeGreaterThanOrEqual(n);
+  });
+
+  test("loopbackTargets: distinct 127/8 hosts, never .0 or .255", () => {
+    const t = loopbackTargets(600, 8080);
+    expect(t[0]).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(t[253]!.host).toBe("127.0.0.254");
+    expect(t[254]!.host).toBe("127.0.1.1");
+    expect(new Set(t.map((x) => x.host)).size).toBe(600);
+    for (const x of t) expect(x.host).not.toMatch(/\.(0|255)$/);
   });
 });

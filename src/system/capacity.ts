@@ -6,7 +6,7 @@ import { isLoopback, suggestTargets, type Target } from "./targets.ts";
 import { findingsFor } from "./findings.ts";
 import type { Sysctl } from "./fixes.ts";
 
-export { parseTargets, formatTarget, suggestTargets, type Target } from "./targets.ts";
+export { parseTargets, formatTarget, loopbackTargets, suggestTargets, type Target } from "./targets.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -131,3 +131,8 @@ export function suggestTargets(pairs: number, first: Target = { host: "127.0.0.1
   const host = first.host.includes(":") ? `[${first.host}]` : first.host;
   return `${host}:${first.port}-${Math.min(65535, first.port + pairs - 1)}`;
 }
+
+/** `pairs` loopback destinations on one port: 127.0.0.1..254, then 127.0.1.1..254, and so on. */
+export function loopbackTargets(pairs: number, port: number): Target[] {
+  return Array.from({ length: pairs }, (_, i) => ({ host: `127.0.${Math.floor(i / 254)}.${(i % 254) + 1}`, port }));
+}
