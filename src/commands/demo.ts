@@ -1,13 +1,19 @@
 // `wsmillion demo` (what `npm start` runs): the whole exercise on this machine with nothing to set up.
-// Limits summary, a local `serve`, connections ramped to what fits, a round of echo traffic, the report.
+// Limits summary, a local `serve`, connections ramped to what fits, a round of echo traffic, an optional
+// idle hold, the report. `--connections 1000000 --hold 60 --out DIR` is the million run (docs/MILLION.md).
 import type { Command } from "commander";
-import { runLoad } from "../load/coordinator.ts";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runLoad, type LoadReport } from "../load/coordinator.ts";
 import type { LoadPlan } from "../load/plan.ts";
 import { renderLoadReport } from "../report/load-report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
+import { renderTable } from "../report/table.ts";
+import { Timeline, type TimelineSummary } from "../report/timeline.ts";
 import { SERVER_DEFAULTS } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
-import { capacityFor, portsPerPair, workerNofile } from "../system/capacity.ts";
+import { capacityFor, checkPlan, portsPerPair, workerNofile } from "../system/capacity.ts";
+import { applySysctls, type Applied } from "../system/fixes.ts";
 import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
 import { finalLine } from "./serve.ts";
@@ -18,7 +24,11 @@ interface DemoFlags {
   interval: number;
   size: number;
   duration: number;
+  hold: number;
   concurrency: number;
+  pingInterval: number;
+  idleTimeout: number;
+  out?: string;
 }
 
 const DEFAULT_CONNECTIONS = 50_000;
@@ -28,8 +38,69 @@ const DEFAULT_CONNECTIONS = 50_000;
  * pairs (60% full) and at 15,500/s over 9 pairs (20% full). Loopback addresses cost nothing.
  */
 const PORT_SHARE = 0.2;
+/** Load workers keep a few open files for themselves, as server workers do. */
+const LOAD_FD_RESERVE = 200;
 
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "unbounded");
+const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
+
+/** As root, lifts the runtime sysctls the plan's failing checks name; says what it changed. */
+function applyNeededSysctls(connections: number, targets: ReturnType<typeof loopbackTargets>): Applied[] {
+  if (process.getuid?.() !== 0) return [];
+  const { findings } = checkPlan({ role: "both", connections, targets }, readLimits());
+  const applied = applySysctls(findings.filter((f) => f.status === "fail").flatMap((f) => f.sysctls ?? []));
+  for (const a of applied) console.log(`sysctl: ${a.key} ${a.before} -> ${a.after}${a.ok ? "" : ` (${a.error})`}`);
+  return applied;
+}
+
+export function timelineTable(s: TimelineSummary): string {
+  const p = s.perConnection;
+  return renderTable(
+    ["per connection at the peak", "bytes"],
+    [
+      ["system memory used (MemTotal - MemAvailable, above the baseline)", kib(p.system)],
+      ["kernel slab growth (sockets, both ends)", kib(p.kernelSlab)],
+      ["server processes' RSS growth", kib(p.serverGrowth)],
+      ["load processes' RSS growth", kib(p.loadGrowth)],
+    ],
+    { align: ["left", "right"] },
+  );
+}
+
+/** The load processes' resident memory before they dialled. */
+const loadBaseRss = (r: LoadReport) => r.workers.reduce((sum, w) => sum + w.baseRssBytes, 0);
+
+function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: Applied[]): void {
+  mkdirSync(dir, { recursive: true });
+  const summary = timeline.summary(loadBaseRss(report));
+  writeFileSync(join(dir, "demo.json"), JSON.stringify({ schema: "wsmillion.demo/1", summary, applied, timeline: timeline.samples, load: report }, null, 2) + "\n");
+  const rows = timeline.samples.map((x) => [
+    x.t.toFixed(0),
+    x.phase,
+    fmt(x.open),
+    x.serverConns < 0 ? "-" : fmt(x.serverConns),
+    fmt(x.failed),
+    `${(x.memUsedBytes / 2 ** 30).toFixed(2)}`,
+    (x.serverCpuCores + x.loadCpuCores).toFixed(2),
+    x.rttP99Ms ? x.rttP99Ms.toFixed(1) : "-",
+  ]);
+  const md = [
+    `# wsmillion demo: ${fmt(report.plan.connections)} connections`,
+    "",
+    `Ramp ${report.connections.rampSeconds.toFixed(1)} s, peak ${fmt(summary.peakOpen)} open, ${fmt(report.connections.failed)} failed, ` +
+      `${summary.steadyMismatches} steady-state samples where the server's /conns differed from our count.`,
+    "",
+    "```",
+    timelineTable(summary),
+    "```",
+    "",
+    "```",
+    renderTable(["t s", "phase", "open (ours)", "open (/conns)", "failed", "mem GiB", "cpu cores", "rtt p99 ms"], rows, { align: ["right", "left", "right", "right", "right", "right", "right", "right"] }),
+    "```",
+    "",
+  ].join("\n");
+  writeFileSync(join(dir, "demo.md"), md);
+}
 
 export function registerDemo(program: Command): void {
   program
@@ -39,11 +110,15 @@ export function registerDemo(program: Command): void {
     .option("--interval <ms>", "traffic round: each connection sends every <ms>", integer("--interval", 1, 3_600_000), 100)
     .option("--size <bytes>", "traffic round: payload bytes", bytes("--size", 12, 1 << 20), 100)
     .option("--duration <s>", "traffic round: seconds", integer("--duration", 1, 3600), 10)
+    .option("--hold <s>", "after the traffic: hold the connections idle this long (server pings flowing)", integer("--hold", 0, 86_400), 0)
     .option("--concurrency <n>", "dials in flight at once", integer("--concurrency", 1, 100_000), 2000)
+    .option("--ping-interval <s>", "server: ping every connection this often", integer("--ping-interval", 0, 3600), SERVER_DEFAULTS.pingInterval)
+    .option("--idle-timeout <s>", "server: close connections silent this long", integer("--idle-timeout", 0, 960), SERVER_DEFAULTS.idleTimeout)
+    .option("--out <dir>", "write demo.json (timeline, memory split, load report) and demo.md there")
     .action(async (f: DemoFlags) => {
       const limits = readLimits();
       const wanted = f.connections ?? DEFAULT_CONNECTIONS;
-      // Spread over enough loopback destination addresses that no pair runs out of ephemeral ports.
+      // Spread over enough loopback destination addresses that no pair's port range gets crowded.
       const pairs = Math.max(1, Math.ceil(wanted / (portsPerPair(limits) * PORT_SHARE)));
       const targets = loopbackTargets(pairs, SERVER_DEFAULTS.port);
       const fits = capacityFor({ role: "both", connections: wanted, targets }, limits).both;
@@ -55,9 +130,18 @@ export function registerDemo(program: Command): void {
           `${fmt(limits.cores.value ?? 0)} cores, ${fmt((limits.memAvailable.value ?? 0) / 2 ** 30)} GiB available; ` +
           `this box holds about ${fmt(fits.max)} connections with both ends on it (binding: ${fits.binding}); run \`wsmillion doctor\` for details`,
       );
+      const applied = applyNeededSysctls(connections, targets);
 
       const server = await startServer(
-        { ...SERVER_DEFAULTS, host: pairs > 1 ? "0.0.0.0" : "127.0.0.1", port: 0, maxConns: connections, quiet: true },
+        {
+          ...SERVER_DEFAULTS,
+          host: pairs > 1 ? "0.0.0.0" : "127.0.0.1",
+          port: 0,
+          maxConns: connections,
+          pingInterval: f.pingInterval,
+          idleTimeout: f.idleTimeout,
+          quiet: true,
+        },
         { nofileSoft: nofile, log: (l) => console.error(l) },
       );
       console.log(`server: ws://127.0.0.1:${server.port}/ws, ${server.sizing.initial} workers, ${fmt(server.sizing.perWorker)} connections each`);
@@ -69,7 +153,7 @@ export function registerDemo(program: Command): void {
         concurrency: f.concurrency,
         rate: 0,
         durationS: f.duration,
-        holdS: 0,
+        holdS: f.hold,
         intervalMs: f.interval,
         size: f.size,
         mode: "echo",
@@ -77,24 +161,46 @@ export function registerDemo(program: Command): void {
         subprotocols: [],
         handshakeTimeoutMs: 10_000,
         reconnect: false,
-        workers: Math.ceil((connections * 1.05) / (nofile - 200)),
+        workers: Math.ceil(connections / (nofile - LOAD_FD_RESERVE)),
         sources: [],
         sourcePortBase: 0,
         maxMessage: 1 << 20,
         statusUrl: `http://127.0.0.1:${server.port}/conns`,
       };
-      console.log(`load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s`);
+      console.log(
+        `load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s` +
+          (f.hold > 0 ? `, then ${f.hold} s idle` : ""),
+      );
       const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY));
+      const timeline = new Timeline(() => fetch(`http://127.0.0.1:${server.port}/stats`).then((r) => r.json()));
+      await timeline.start();
+      // One sample at a time, in order, even when a cluster-wide /stats takes longer than a second.
+      let sampling = Promise.resolve();
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
-      const report = await runLoad(plan, { signal: abort.signal, onProgress: (s) => progress.update(s), onPhase: () => progress.settle() });
+      const report = await runLoad(plan, {
+        signal: abort.signal,
+        onProgress: (s) => {
+          progress.update(s);
+          sampling = sampling.then(() => timeline.record(s));
+        },
+        onPhase: () => progress.settle(),
+      });
+      await sampling;
       progress.settle();
       console.log(renderLoadReport(report));
+      const summary = timeline.summary(loadBaseRss(report));
+      console.log(timelineTable(summary));
       const final = await server.stop();
       console.log(`server ${finalLine(final)}`);
+      if (f.out) {
+        writeRun(f.out, report, timeline, applied);
+        console.log(`wrote ${join(f.out, "demo.json")} and demo.md`);
+      }
       const t = report.traffic;
       console.log(
-        `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed; ` +
+        `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
+          `${summary.steadyMismatches} steady samples where /conns differed; ` +
           `traffic: ${fmt(t.achievedPerSec)} of ${fmt(t.offeredPerSec)} msg/s offered were driven` +
           (t.achievedPerSec < 0.95 * t.offeredPerSec ? ` (this machine's CPU is the limit: find the rate it holds with \`wsmillion load --interval\`)` : ""),
       );

@@ -1,0 +1,31 @@
+// `wsmillion demo` end to end on a small size (what `npm start` runs, and the vehicle of the million run).
+import { expect, test } from "bun:test";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseMeminfo } from "../src/system/meminfo.ts";
+
+test("meminfo: used is MemTotal - MemAvailable, slab in bytes", () => {
+  const m = parseMeminfo("MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    600 kB\nSlab:             50 kB\n");
+  expect(m).toEqual({ totalBytes: 1000 * 1024, usedBytes: 400 * 1024, slabBytes: 50 * 1024 });
+});
+
+test("demo: ramp, traffic, idle hold, report files with the server's count equal to ours", async () => {
+  const out = mkdtempSync(join(tmpdir(), "wsm-demo-"));
+  const p = Bun.spawn([process.execPath, "src/cli.ts", "demo", "--connections", "400", "--interval", "500", "--duration", "2", "--hold", "2", "--out", out], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+  expect(code).toBe(0);
+  expect(stdout).toContain("demo: 400 of 400 connections held, 0 failed, 0 steady samples where /conns differed");
+  const run = JSON.parse(readFileSync(join(out, "demo.json"), "utf8"));
+  expect(run.schema).toBe("wsmillion.demo/1");
+  expect(run.summary.peakOpen).toBe(400);
+  expect(run.summary.steadyMismatches).toBe(0);
+  const phases = new Set(run.timeline.map((s: { phase: string }) => s.phase));
+  expect(phases.has("run") && phases.has("hold")).toBe(true);
+  for (const s of run.timeline.filter((x: { phase: string }) => x.phase === "hold")) expect(s.serverConns).toBe(400);
+  expect(run.load.connections.failed).toBe(0);
+  expect(readFileSync(join(out, "demo.md"), "utf8")).toContain("# wsmillion demo: 400 connections");
+}, 60_000);
