@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { connect } from "node:net";
 import WebSocket from "ws";
 import { readStampSeq, readStampTime } from "../src/protocol/stamp.ts";
-import { frame, rawConnect, UPGRADE } from "./helpers/raw.ts";
+import { frame, parseFrames, rawConnect, UPGRADE } from "./helpers/raw.ts";
 import { eventually, serve } from "./helpers/serve.ts";
 import { echo, nextMessage, openMany, wsOpen } from "./helpers/ws.ts";
 
@@ -229,5 +229,68 @@ describe("usage errors", () => {
     const err = p.stderr.toString().trim();
     expect(err.split("\n")).toHaveLength(1);
     expect(err).toContain("--mode takes one of echo, sink, push, broadcast");
+  });
+});
+
+describe("liveness", () => {
+  test("pings flow; a peer that answers them stays; a silent one gets close 1001, then is dropped", async () => {
+    const srv = await serve(["--workers", "1", "--ping-interval", "1", "--idle-timeout", "2"]);
+    try {
+      const live = await wsOpen(srv.url); // the ws package answers pings with pongs by itself
+      let pings = 0;
+      live.on("ping", () => pings++);
+      const silent = await rawConnect(srv.port, UPGRADE());
+      expect(silent.head).toStartWith("HTTP/1.1 101");
+      const t0 = Date.now();
+      await Promise.race([silent.closed, Bun.sleep(15_000)]);
+      const elapsed = Date.now() - t0;
+      expect(elapsed).toBeGreaterThanOrEqual(1500); // 2 s, less the coarse clock and the time the upgrade took
+      expect(elapsed).toBeLessThan(15_000);
+      const frames = parseFrames(silent.received());
+      expect(frames.filter((f) => f.opcode === 9).length).toBeGreaterThanOrEqual(1);
+      expect(frames.at(-1)).toMatchObject({ opcode: 8, code: 1001, reason: "idle timeout" });
+      expect(pings).toBeGreaterThanOrEqual(2);
+      expect(live.readyState).toBe(WebSocket.OPEN);
+      expect(await echo(live, "still alive")).toBe("still alive");
+      expect((await srv.stats()).total.timedOut).toBe(1);
+      live.close();
+    } finally {
+      await srv.stop();
+    }
+  }, 60_000);
+});
+
+describe("open-files limit", () => {
+  test("a worker at its open-files limit refuses with 503 and never dies of EMFILE", async () => {
+    // 600 open files: 500 for sockets after the process's own, 300 for WebSockets after the 503 reserve.
+    const srv = await serve(["--workers", "1"], ["prlimit", "--nofile=600:600"]);
+    try {
+      const results = await Promise.allSettled(Array.from({ length: 400 }, () => wsOpen(srv.url)));
+      const opened = results.filter((r) => r.status === "fulfilled");
+      const refused = results.filter((r) => r.status === "rejected");
+      expect(opened.length).toBe(300);
+      for (const r of refused) expect(String(r.reason)).toBe("Error: HTTP 503");
+      const s = await eventually(srv.stats, (s) => s.total.rejected["503 full"] === 100, 5000, "100 refusals counted");
+      expect(s.workers[0]!.restarts).toBe(0);
+      expect(await echo(opened[0]!.value, "fine")).toBe("fine");
+      for (const r of opened) r.value.terminate();
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+  }, 60_000);
+});
+
+describe("permessage-deflate", () => {
+  test("--deflate negotiates the extension and echoes through it", async () => {
+    const srv = await serve(["--workers", "1", "--deflate"]);
+    try {
+      const ws = await wsOpen(srv.url, { perMessageDeflate: true });
+      expect(ws.extensions).toContain("permessage-deflate");
+      const text = "compress me ".repeat(100);
+      expect(await echo(ws, text)).toBe(text);
+      ws.close();
+    } finally {
+      await srv.stop();
+    }
   });
 });

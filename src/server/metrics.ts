@@ -13,6 +13,7 @@ const PER_WORKER: { name: string; help: string; field: Numeric; counter?: boolea
   { name: "wsmillion_bytes_in_total", help: "Payload bytes received", field: "bytesIn", counter: true },
   { name: "wsmillion_bytes_out_total", help: "Payload bytes sent", field: "bytesOut", counter: true },
   { name: "wsmillion_messages_dropped_total", help: "Messages dropped by the backpressure policy", field: "dropped", counter: true },
+  { name: "wsmillion_idle_timeouts_total", help: "Connections closed by --idle-timeout", field: "timedOut", counter: true },
   { name: "wsmillion_process_resident_memory_bytes", help: "Resident memory of the worker process", field: "rssBytes" },
   { name: "wsmillion_process_cpu_cores", help: "CPU used over the last interval, in cores", field: "cpuCores" },
   { name: "wsmillion_process_cpu_seconds_total", help: "CPU seconds used by the worker process", field: "cpuSeconds", counter: true },

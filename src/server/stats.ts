@@ -11,6 +11,8 @@ export interface Counters {
   bytesOut: number;
   /** Messages not sent because the connection's buffer was over --max-buffered (policy drop). */
   dropped: number;
+  /** Connections closed by --idle-timeout. */
+  timedOut: number;
   /** Close codes as seen by the server, e.g. {"1000": 5, "1002": 1}. */
   closedByCode: Record<string, number>;
   /** Refused upgrades by reason: the HTTP status with a word, e.g. "404 path", "503 full". */
@@ -55,7 +57,7 @@ export interface ClusterStats {
 }
 
 export function emptyCounters(): Counters {
-  return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, closedByCode: {}, rejected: {} };
+  return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, timedOut: 0, closedByCode: {}, rejected: {} };
 }
 
 export function emptyGauges(): Gauges {
@@ -74,6 +76,7 @@ export function addCounters(into: Counters, from: Counters): Counters {
   into.bytesIn += from.bytesIn;
   into.bytesOut += from.bytesOut;
   into.dropped += from.dropped;
+  into.timedOut += from.timedOut;
   addTally(into.closedByCode, from.closedByCode);
   addTally(into.rejected, from.rejected);
   return into;

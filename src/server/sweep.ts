@@ -1,9 +1,11 @@
 // Time without timers per connection: one registry of open sockets per worker, and sweeps that visit
 // each socket once per period, a slice every tick, so pings and pushes flow evenly instead of in bursts.
 
-/** Per-connection state kept on ws.data: the slot in the registry, nothing else. */
+/** Per-connection state kept on ws.data: the slot in the registry and when the peer was last heard. */
 export interface Slot {
   idx: number;
+  /** performance.now() of the last frame received (coarse); -1 once an idle close was sent. */
+  seen: number;
 }
 
 /** Open connections in a dense array, O(1) add and remove (the last one moves into the gap). */

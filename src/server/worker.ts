@@ -11,6 +11,8 @@ import { Registry, Sweep, type Slot } from "./sweep.ts";
 import { ProcessSampler } from "../system/sampler.ts";
 
 const REPORT_MS = 250;
+/** Resolution of the clock that stamps when a peer was last heard. */
+const CLOCK_MS = 100;
 const DRAIN_BATCH = 2000;
 const TOPIC = "all";
 
@@ -23,6 +25,10 @@ const rejoinBelow = cap - Math.max(1, Math.min(200, Math.floor(cap * 0.02)));
 function send(msg: WorkerToSupervisor): void {
   process.send?.(msg);
 }
+
+/** A coarse clock for per-message bookkeeping: reading the time on every message would cost more than it tells. */
+let clock = performance.now();
+setInterval(() => (clock = performance.now()), CLOCK_MS);
 
 const counters = emptyCounters();
 const registry = new Registry<Conn>();
@@ -83,8 +89,8 @@ const websocket = {
   maxPayloadLength: config.maxPayload,
   backpressureLimit: config.maxBuffered,
   closeOnBackpressureLimit: config.backpressure === "close",
-  // Bun's own timer closes silent connections; our ping sweep keeps live ones talking.
-  idleTimeout: Math.min(960, config.idleTimeout),
+  // Liveness is ours (the liveness sweep): Bun's idle timer is reset by our own pings, so it would never fire.
+  idleTimeout: 0,
   sendPings: false,
   perMessageDeflate: config.deflate,
   publishToSelf: true,
@@ -95,7 +101,13 @@ const websocket = {
     if (config.mode === "broadcast") ws.subscribe(TOPIC);
     checkCapacity();
   },
-  message: onMessage,
+  message(ws: Conn, message: string | Buffer) {
+    ws.data.seen = clock;
+    onMessage(ws, message);
+  },
+  pong(ws: Conn) {
+    ws.data.seen = clock;
+  },
   drain(ws: Conn) {
     slow.delete(ws);
   },
@@ -142,7 +154,7 @@ function fetch(req: Request, server: Server<Slot>): Response | Promise<Response>
     });
   }
   const headers = config.subprotocol ? { "Sec-WebSocket-Protocol": config.subprotocol } : undefined;
-  if (server.upgrade(req, { data: { idx: -1 }, headers })) {
+  if (server.upgrade(req, { data: { idx: -1, seen: clock }, headers })) {
     upgrading++;
     return undefined;
   }
@@ -201,7 +213,7 @@ async function drain(timeoutMs: number): Promise<void> {
   if (draining) return;
   draining = true;
   listen(false);
-  pingSweep?.stop();
+  liveness?.stop();
   pushSweep?.stop();
   const deadline = performance.now() + timeoutMs;
   // Close in batches, yielding between them, so a full worker neither stalls nor floods its sockets.
@@ -243,9 +255,31 @@ process.on("message", (msg: SupervisorToWorker) => {
 process.on("SIGINT", () => {});
 process.on("disconnect", () => void drain(config.drainTimeout * 1000));
 
-const pingSweep = config.pingInterval > 0 ? new Sweep(registry, config.pingInterval * 1000, (ws) => ws.ping()) : undefined;
+/**
+ * Once per --ping-interval (or a quarter of --idle-timeout when pings are off) each connection is pinged, or,
+ * when nothing was heard from it for --idle-timeout, sent close 1001; if it has not gone by the next visit,
+ * its TCP connection is dropped.
+ */
+function livenessSweep(): Sweep<Conn> | undefined {
+  const idleMs = config.idleTimeout * 1000;
+  const pinging = config.pingInterval > 0;
+  if (!pinging && idleMs === 0) return undefined;
+  return new Sweep(registry, pinging ? config.pingInterval * 1000 : idleMs / 4, (ws, now) => {
+    const seen = ws.data.seen;
+    if (seen < 0) {
+      ws.terminate();
+    } else if (idleMs > 0 && now - seen > idleMs) {
+      counters.timedOut++;
+      ws.data.seen = -1;
+      ws.close(1001, "idle timeout");
+    } else if (pinging) {
+      ws.ping();
+    }
+  });
+}
+const liveness = livenessSweep();
 const pushSweep = config.mode === "push" ? new Sweep(registry, config.sendtick, pushSender({ config, counters, sent, broadcast: publishLocal })) : undefined;
-pingSweep?.start();
+liveness?.start();
 pushSweep?.start();
 
 listen(true);

@@ -40,8 +40,9 @@ async function readUntil(stream: ReadableStream<Uint8Array>, sink: { text: strin
   }
 }
 
-export async function serve(args: string[] = []): Promise<ServeHandle> {
-  const proc = Bun.spawn([process.execPath, CLI, "serve", "--port", "0", "--host", "127.0.0.1", ...args], {
+/** `wrap` runs the server under another command, e.g. ["prlimit", "--nofile=600:600"]. */
+export async function serve(args: string[] = [], wrap: string[] = []): Promise<ServeHandle> {
+  const proc = Bun.spawn([...wrap, process.execPath, CLI, "serve", "--port", "0", "--host", "127.0.0.1", ...args], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -78,14 +79,23 @@ export async function serve(args: string[] = []): Promise<ServeHandle> {
   };
 }
 
-/** Polls until `check` holds (or throws with the last value after `timeoutMs`). */
+/**
+ * Polls until `check` holds (or throws with the last value after `timeoutMs`). A failed `get` counts as not
+ * yet: an HTTP keep-alive connection to a worker that was just killed is reset once.
+ */
 export async function eventually<T>(get: () => Promise<T> | T, check: (v: T) => boolean, timeoutMs = 10_000, what = "condition"): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: T = await get();
-  while (!check(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
+  let last: T | Error = new Error("never answered");
+  for (;;) {
+    try {
+      last = await get();
+      if (check(last)) return last;
+    } catch (err) {
+      last = err as Error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    }
     await Bun.sleep(50);
-    last = await get();
   }
-  return last;
 }
