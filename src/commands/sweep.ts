@@ -1,8 +1,249 @@
+// `wsmillion sweep`: rounds (preset, file or flag matrix, or --find-max) -> runSweep -> report.md,
+// report.json and report.html in --out, with a live progress line and the table at the end.
 import type { Command } from "commander";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { renderHtml } from "../report/sweep-html.ts";
+import { renderMarkdown, renderRoundsTable } from "../report/sweep-md.ts";
+import { SweepProgress, roundEndLine } from "../report/sweep-progress.ts";
+import { CRITERIA_DEFAULTS, type Criteria } from "../sweep/criteria.ts";
+import {
+  FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile,
+  type FindMaxWhat, type PresetName, type Round,
+} from "../sweep/rounds.ts";
+import { machineCapacity, runSweep, type RemoteTarget, type SweepOptions } from "../sweep/run.ts";
+import type { SweepReport } from "../sweep/schema.ts";
+import { portsPerPair } from "../system/capacity.ts";
+import { readLimits } from "../system/limits.ts";
+import { parseTargets } from "../system/targets.ts";
+import { UsageError, choice, decimal, integer, workers } from "./options.ts";
+
+export const SWEEP_DEFAULTS = {
+  connections: [1000],
+  size: [100],
+  interval: [100],
+  duration: 20,
+  cooldown: 5,
+  out: "./wsmillion-report",
+  mode: "echo" as const,
+  step: 1.5,
+  maxRounds: 12,
+  refine: 2,
+  concurrency: 2000,
+  path: "/ws",
+};
+
+interface SweepFlags {
+  preset?: PresetName;
+  scale?: number;
+  rounds?: string;
+  connections?: number[];
+  size?: number[];
+  interval?: number[];
+  duration: number;
+  cooldown: number;
+  out: string;
+  target?: string;
+  path?: string;
+  mode: "echo" | "send";
+  findMax?: FindMaxWhat | true;
+  step: number;
+  maxRounds: number;
+  refine: number;
+  maxErrors: number;
+  maxP99: number;
+  maxLateness: number | "interval";
+  minAchieved: number;
+  tripAfter: number;
+  concurrency: number;
+  loadWorkers: number | "auto";
+  serverWorkers: number | "auto";
+  quiet?: boolean;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+
+function lateness(raw: string): number | "interval" {
+  return raw === "interval" ? "interval" : decimal("--max-lateness", 0.001)(raw);
+}
+
+function remoteTarget(spec: string, pathFlag: string | undefined): RemoteTarget {
+  const targets = parseTargets(spec, "--target");
+  const m = /^wss?:\/\/[^/?#]*([^?#]*)/i.exec(spec);
+  if (/^wss:/i.test(spec)) throw new UsageError("--target: wss:// (TLS) is not supported by the load client yet; use ws://");
+  const path = pathFlag ?? (m && m[1] ? m[1] : SWEEP_DEFAULTS.path);
+  if (!path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${path}'`);
+  return { spec, targets, path };
+}
+
+/** Flags -> SweepOptions; every conflict is a one-line UsageError. */
+export function sweepOptions(f: SweepFlags, limits = readLimits(), argv: readonly string[] = process.argv.slice(2)): { options: SweepOptions; notes: string[] } {
+  const notes: string[] = [];
+  const matrixGiven = f.connections !== undefined || f.size !== undefined || f.interval !== undefined;
+  if (f.preset && f.rounds) throw new UsageError("give either --preset or --rounds, not both");
+  if ((f.preset || f.rounds) && matrixGiven) throw new UsageError(`--connections/--size/--interval build rounds themselves; drop them, or drop --${f.preset ? "preset" : "rounds"}`);
+  if (f.scale !== undefined && f.preset === undefined && (matrixGiven || f.rounds)) throw new UsageError("--scale applies to a --preset only");
+  if (f.path !== undefined && !f.target) throw new UsageError("--path goes with --target (a local server always serves /ws)");
+  const target = f.target ? remoteTarget(f.target, f.path) : null;
+  const local = target === null;
+
+  let rounds: Round[];
+  let source: SweepOptions["source"];
+  let preset: SweepOptions["preset"] = null;
+  if (f.rounds) {
+    rounds = roundsFromFile(f.rounds);
+    source = "file";
+  } else if (matrixGiven) {
+    rounds = matrixRounds(f.connections ?? SWEEP_DEFAULTS.connections, f.size ?? SWEEP_DEFAULTS.size, f.interval ?? SWEEP_DEFAULTS.interval);
+    source = "matrix";
+  } else if (f.preset === "classic" || f.findMax === undefined) {
+    const p = classicPreset({
+      cores: limits.cores.value ?? 1,
+      local,
+      scale: f.scale,
+      // Leave a fifth of what the limits allow unused: a sweep measures a machine, it should not exhaust it.
+      capacity: (n) => machineCapacity(limits, local, n) * 0.8,
+    });
+    rounds = p.rounds;
+    source = "preset";
+    preset = { name: p.name, scale: p.scale, rule: p.rule };
+  } else {
+    rounds = matrixRounds(SWEEP_DEFAULTS.connections, SWEEP_DEFAULTS.size, SWEEP_DEFAULTS.interval);
+    source = "matrix";
+  }
+
+  let findMax: SweepOptions["findMax"] = null;
+  if (f.findMax !== undefined) {
+    const what: FindMaxWhat = f.findMax === true ? "connections" : f.findMax;
+    if (rounds.length > 1) notes.push(`--find-max starts from the first round (${roundLabel(rounds[0]!)}) and steps up ×${f.step}; the other ${rounds.length - 1} are not run`);
+    rounds = rounds.slice(0, 1);
+    findMax = { what, step: f.step, maxRounds: f.maxRounds, refine: f.refine };
+    source = "find-max";
+  }
+
+  if (local) {
+    const biggest = Math.max(...rounds.map((r) => r.connections));
+    const cap = machineCapacity(limits, true, biggest);
+    if (biggest > cap) notes.push(`warning: a round asks for ${fmt(biggest)} connections; with server and load on this machine its limits hold about ${fmt(cap)} (see \`wsmillion doctor --connections ${biggest}\`)`);
+  } else {
+    const pairs = target!.targets.length;
+    const biggest = Math.max(...rounds.map((r) => r.connections));
+    if (biggest > pairs * portsPerPair(limits)) {
+      notes.push(`warning: ${fmt(biggest)} connections over ${pairs} destination pair${pairs > 1 ? "s" : ""} exceed the ephemeral ports (${fmt(portsPerPair(limits))} per pair); give --target a range such as 127.0.0.1-8:PORT`);
+    }
+  }
+
+  const criteria: Criteria = {
+    maxErrorPct: f.maxErrors,
+    maxP99Ms: f.maxP99,
+    maxLatenessMs: f.maxLateness,
+    minAchievedPct: f.minAchieved,
+    tripAfterS: f.tripAfter,
+  };
+  return {
+    notes,
+    options: {
+      rounds,
+      source,
+      preset,
+      durationS: f.duration,
+      cooldownS: f.cooldown,
+      criteria,
+      mode: f.mode,
+      concurrency: f.concurrency,
+      loadWorkers: f.loadWorkers,
+      serverWorkers: f.serverWorkers,
+      target,
+      findMax,
+      command: ["wsmillion", ...argv].join(" "),
+      limits,
+    },
+  };
+}
+
+/** Writes report.md, report.json and report.html into `dir`; returns their paths. */
+export function writeReport(report: SweepReport, dir: string): { md: string; json: string; html: string } {
+  mkdirSync(dir, { recursive: true });
+  const paths = { md: join(dir, "report.md"), json: join(dir, "report.json"), html: join(dir, "report.html") };
+  writeFileSync(paths.json, JSON.stringify(report, null, 2) + "\n");
+  writeFileSync(paths.md, renderMarkdown(report));
+  writeFileSync(paths.html, renderHtml(report));
+  return paths;
+}
 
 export function registerSweep(program: Command): void {
-  program.command("sweep").description("(not built yet)").action(() => {
-    console.error("wsmillion sweep: not built yet");
-    process.exitCode = 1;
-  });
+  const d = SWEEP_DEFAULTS;
+  const c = CRITERIA_DEFAULTS;
+  program
+    .command("sweep")
+    .description("run rounds of N connections × B bytes every T ms against a local server (or --target), sample everything each second, write report.md/.json/.html")
+    .option("--preset <name>", `built-in rounds: ${PRESETS.join(", ")} (the field report's 13 rounds scaled to this machine; the default when no rounds are given)`, choice("--preset", PRESETS))
+    .option("--scale <factor>", "preset: multiply its connections by this instead of the machine-derived scale", decimal("--scale", 0.0001, 100))
+    .option("--rounds <file>", "rounds from a JSON or YAML file: a list of { connections, size, interval, duration? }")
+    .option("--connections <list>", `matrix: connection counts, comma-separated (default ${d.connections.join(",")})`, matrixParsers.connections)
+    .option("--size <list>", `matrix: payload sizes in bytes (100, 1k...), comma-separated (default ${d.size.join(",")})`, matrixParsers.size)
+    .option("--interval <list>", `matrix: ms between a connection's sends, comma-separated (default ${d.interval.join(",")})`, matrixParsers.interval)
+    .option("--duration <s>", "seconds of traffic per round", integer("--duration", 1, 86_400), d.duration)
+    .option("--cooldown <s>", "seconds between rounds (the machine is still sampled)", integer("--cooldown", 0, 3600), d.cooldown)
+    .option("--out <dir>", "directory for report.md, report.json, report.html", d.out)
+    .option("--target <url>", "aim at this server instead of a local one per round: ws://host:port/path or a spec such as 127.0.0.1-8:8080")
+    .option("--path <path>", `with --target: the WebSocket path when the URL has none (default ${d.path})`)
+    .option("--mode <mode>", "echo (round trips measured; local server echoes) or send (fire and forget; local server sinks)", choice("--mode", ["echo", "send"] as const), d.mode)
+    .option("--find-max [what]", `raise ${FIND_MAX_WHATS.join(" or ")} (default connections) from the first round until the criteria fail; report the last level that held`, choice("--find-max", FIND_MAX_WHATS))
+    .option("--step <factor>", "find-max: each level is this many times the last", decimal("--step", 1.01, 100), d.step)
+    .option("--max-rounds <n>", "find-max: at most this many rounds", integer("--max-rounds", 1, 1000), d.maxRounds)
+    .option("--refine <n>", "find-max: rounds halfway between the last level that held and the first that failed", integer("--refine", 0, 20), d.refine)
+    .option("--max-errors <pct>", "criterion: failed + missing + dropped connections, % of the target", decimal("--max-errors", 0, 100), c.maxErrorPct)
+    .option("--max-p99 <ms>", "criterion: echo round trip p99", decimal("--max-p99", 0.001), c.maxP99Ms)
+    .option("--max-lateness <ms|interval>", "criterion: send lateness p99, the generator behind its schedule (interval: the round's interval)", lateness, c.maxLatenessMs)
+    .option("--min-achieved <pct>", "criterion: achieved send rate, % of offered", decimal("--min-achieved", 0, 100), c.minAchievedPct)
+    .option("--trip-after <s>", "a latency criterion stops a round after this many seconds in a row over its limit", integer("--trip-after", 1, 3600), c.tripAfterS)
+    .option("--concurrency <n>", "dials in flight at once during a ramp", integer("--concurrency", 1, 100_000), d.concurrency)
+    .option("--load-workers <auto|n>", "load generator processes per round (auto: as few as the open-files limit allows)", workers("--load-workers"), "auto")
+    .option("--server-workers <auto|n>", "local server worker processes (auto: one per core, more when connections need them)", workers("--server-workers"), "auto")
+    .option("--quiet", "no live progress line; the table and findings at the end only")
+    .action(async (f: SweepFlags) => {
+      const { options, notes } = sweepOptions(f);
+      const out = resolve(f.out);
+      const progress = new SweepProgress(process.stderr, Boolean(process.stderr.isTTY));
+      const say = (line: string) => (f.quiet ? undefined : progress.say(line));
+      for (const n of notes) progress.say(n);
+      const o = options;
+      const what = o.findMax ? `find-max (${o.findMax.what}) from ${roundLabel(o.rounds[0]!)}, up to ${o.findMax.maxRounds} rounds` : `${o.rounds.length} round${o.rounds.length > 1 ? "s" : ""}`;
+      say(`wsmillion sweep: ${what}, ${o.durationS} s of ${o.mode} traffic each, against ${o.target ? o.target.spec : "a fresh local server per round"}; report in ${out}`);
+      if (o.preset) say(`preset ${o.preset.name}, scale ${o.preset.scale}: ${o.preset.rule}`);
+      if (!o.findMax) {
+        for (const [i, r] of o.rounds.entries()) say(`  R${i + 1}: ${roundLabel(r)} (${fmt(offered(r))} msg/s offered)`);
+      }
+
+      const abort = new AbortController();
+      const onSignal = (): void => {
+        if (abort.signal.aborted) process.exit(130);
+        progress.say("wsmillion sweep: interrupted; closing this round and writing the report (Ctrl-C again to quit now)");
+        abort.abort();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      let report: SweepReport;
+      try {
+        report = await runSweep(o, {
+          signal: abort.signal,
+          onSample: f.quiet ? undefined : (s, v) => progress.update(s, v),
+          onRoundEnd: (r) => say(roundEndLine(r)),
+          onLog: (l) => progress.say(l),
+        });
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+      progress.settle();
+      const paths = writeReport(report, out);
+      console.log("");
+      console.log(renderRoundsTable(report));
+      console.log("");
+      for (const line of report.findings) console.log(`- ${line}`);
+      console.log("");
+      console.log(`wrote ${paths.md}, ${paths.json}, ${paths.html}`);
+      process.exitCode = report.interrupted ? 1 : 0;
+    });
 }

@@ -30,6 +30,8 @@ export interface ProgressSnapshot {
   /** Round trip (echo) or push latency over the last second; 0 when none. */
   latencyP50Ms: number;
   latencyP99Ms: number;
+  /** Send lateness p99 over the last second (how late sends left against the plan); 0 when none. */
+  latenessP99Ms: number;
   errors: Record<string, number>;
   rssBytes: number;
   /** Generator CPU, in cores (1.0 = one core busy). */
@@ -188,13 +190,17 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
   const samples: ProgressSnapshot[] = [];
   const warnings: string[] = [];
   const live = newHistogram();
+  const liveLateness = newHistogram();
   let phase: LoadPhase = "starting";
   let wake: (() => void) | null = null;
   const poke = (): void => { const w = wake; wake = null; w?.(); };
-  /** Resolves when cond() holds, re-checked on every worker message, or after timeoutMs. */
-  const until = async (cond: () => boolean, timeoutMs: number): Promise<void> => {
+  /**
+   * Resolves when cond() holds, re-checked on every worker message, or after timeoutMs. An abort ends the
+   * wait only where `abortable`: it skips the ramp and the traffic, never the workers' final figures.
+   */
+  const until = async (cond: () => boolean, timeoutMs: number, abortable = true): Promise<void> => {
     const deadline = performance.now() + timeoutMs;
-    while (!cond() && performance.now() < deadline && !hooks.signal?.aborted) {
+    while (!cond() && performance.now() < deadline && !(abortable && hooks.signal?.aborted)) {
       await new Promise<void>((resolve) => {
         wake = resolve;
         setTimeout(resolve, Math.min(250, Math.max(1, deadline - performance.now())));
@@ -211,6 +217,7 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
         s.lastTick = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
         s.errors = msg.errors;
         if (msg.recent) mergeEncoded(live, msg.recent);
+        if (msg.recentLateness) mergeEncoded(liveLateness, msg.recentLateness);
         break;
       case "ramped": s.ramped = msg; break;
       case "held": s.held = msg; break;
@@ -277,12 +284,14 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
       msgsInPerSec: Math.round((sum.msgsIn - prev.msgsIn) / dt),
       latencyP50Ms: live.totalCount ? live.getValueAtPercentile(50) / 1000 : 0,
       latencyP99Ms: live.totalCount ? live.getValueAtPercentile(99) / 1000 : 0,
+      latenessP99Ms: liveLateness.totalCount ? liveLateness.getValueAtPercentile(99) / 1000 : 0,
       errors,
       rssBytes: rss,
       cpuCores: Math.max(0, (cpu - prevCpu) / 1e6 / dt),
       lagMaxMs: Math.round(lag * 10) / 10,
     };
     live.reset();
+    liveLateness.reset();
     prev = sum;
     prevCpu = cpu;
     prevAt = now;
@@ -319,7 +328,7 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
       for (const s of states) post(s, { type: "run", t0: start, durationS: plan.durationS });
       await sleep(plan.durationS * 1000, hooks.signal);
       for (const s of states) post(s, { type: "hold" });
-      await until(() => states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), 2000);
+      await until(() => states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), 2000, false);
       if (plan.holdS > 0) {
         setPhase("hold");
         await sleep(plan.holdS * 1000, hooks.signal);
@@ -330,7 +339,7 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
     serverAtEnd = await askServer();
     setPhase("closing");
     for (const s of states) post(s, { type: "close", timeoutMs: CLOSE_TIMEOUT_MS });
-    await until(() => states.every((s) => s.final !== null || !alive(s)), CLOSE_TIMEOUT_MS + 5000);
+    await until(() => states.every((s) => s.final !== null || !alive(s)), CLOSE_TIMEOUT_MS + 5000, false);
   } finally {
     clearInterval(sampler);
     for (const s of states) {

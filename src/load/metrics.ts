@@ -150,6 +150,8 @@ function toMicros(ms: number): number {
 export class Metrics extends MetricSet {
   /** Round trips / pushes since the last interval snapshot, for live p50/p99. */
   readonly recentRtt = newHistogram();
+  /** Send lateness since the last interval snapshot: a sweep stops a round early on it. */
+  readonly recentLateness = newHistogram();
 
   /** Records milliseconds into a histogram held in microseconds. */
   recordMs(name: HistName, ms: number): void {
@@ -160,6 +162,12 @@ export class Metrics extends MetricSet {
     const v = toMicros(ms);
     this.hist[name].recordValue(v);
     this.recentRtt.recordValue(v);
+  }
+
+  recordLatenessMs(ms: number): void {
+    const v = toMicros(ms);
+    this.hist.lateness.recordValue(v);
+    this.recentLateness.recordValue(v);
   }
 
   fail(cause: string): void {
@@ -191,6 +199,13 @@ export class Metrics extends MetricSet {
   takeRecent(): string {
     const s = this.recentRtt.totalCount > 0 ? encodeHistogram(this.recentRtt) : "";
     this.recentRtt.reset();
+    return s;
+  }
+
+  /** Encodes and resets the recent send-lateness histogram. */
+  takeRecentLateness(): string {
+    const s = this.recentLateness.totalCount > 0 ? encodeHistogram(this.recentLateness) : "";
+    this.recentLateness.reset();
     return s;
   }
 }

@@ -36,7 +36,7 @@ export interface ProcessFigures {
 /** Worker -> coordinator. */
 export type WorkerMsg =
   | { type: "ready"; pid: number; baseRssBytes: number }
-  | { type: "tick"; counters: Counters; errors: Record<string, number>; recent: string; proc: ProcessFigures; planned: number }
+  | { type: "tick"; counters: Counters; errors: Record<string, number>; recent: string; recentLateness: string; proc: ProcessFigures; planned: number }
   | { type: "ramped"; counters: Counters; rampMs: number; rssBytes: number; cpuUs: number }
   | { type: "held"; counters: Counters; cpuUs: number; runMs: number }
   | { type: "final"; snapshot: MetricsSnapshot; proc: ProcessFigures; baseRssBytes: number; peakRssBytes: number; rampRssBytes: number; rampOpen: number; planned: number; runMs: number }
@@ -359,6 +359,7 @@ export class LoadWorker implements ConnHost {
       counters: { ...this.metrics.counters },
       errors: { ...this.metrics.errors },
       recent: this.metrics.takeRecent(),
+      recentLateness: this.metrics.takeRecentLateness(),
       proc: { rssBytes: rss, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
       planned: this.scheduler?.planned ?? 0,
     });
@@ -385,7 +386,7 @@ export class LoadWorker implements ConnHost {
     writeBytes(c, this.frame, n);
     m.counters.msgsOut++;
     m.counters.bytesOut += this.payload.byteLength;
-    m.recordMs("lateness", now - due);
+    m.recordLatenessMs(now - due);
   }
 
   // Reconnect heap (min-heap on due time)

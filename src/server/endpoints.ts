@@ -1,10 +1,9 @@
 // The HTTP side of a worker: /conns, /stats, /metrics, /healthz, /dashboard and its live feed /events.
 // Every answer but /healthz is cluster-wide: the worker asks the supervisor for the summed snapshot.
-import { join } from "node:path";
 import type { ClusterStats } from "./stats.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./metrics.ts";
+import { dashboardPage } from "../report/assets.ts";
 
-const DASHBOARD_FILE = join(import.meta.dir, "..", "..", "web", "dashboard.html");
 const EVENTS_PERIOD_MS = 1000;
 
 export type ClusterSource = () => Promise<ClusterStats>;
@@ -60,7 +59,8 @@ export async function serveEndpoint(req: Request, url: URL, cluster: ClusterSour
       return json({ ok: true, worker });
     case "/dashboard":
     case "/":
-      return new Response(Bun.file(DASHBOARD_FILE), { headers: { "Content-Type": "text/html; charset=utf-8" } });
+      // web/dashboard.html with uPlot inlined, built on the first request: the page makes no other request.
+      return new Response(dashboardPage(), { headers: { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store" } });
     case "/events":
       return events(cluster, req.signal);
     default:
