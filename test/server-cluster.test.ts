@@ -260,6 +260,24 @@ describe("liveness", () => {
   }, 60_000);
 });
 
+describe("liveness without pings", () => {
+  test("--ping-interval 0: a peer that keeps sending stays, a silent one is closed", async () => {
+    const srv = await serve(["--workers", "1", "--ping-interval", "0", "--idle-timeout", "2"]);
+    try {
+      const chatty = await wsOpen(srv.url);
+      const timer = setInterval(() => chatty.send("hi"), 300);
+      const silent = await wsOpen(srv.url);
+      const code = await new Promise<number>((r) => silent.once("close", (c) => r(c)));
+      expect(code).toBe(1001);
+      clearInterval(timer);
+      expect(chatty.readyState).toBe(WebSocket.OPEN);
+      chatty.close();
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+});
+
 describe("open-files limit", () => {
   test("a worker at its open-files limit refuses with 503 and never dies of EMFILE", async () => {
     // 600 open files: 500 for sockets after the process's own, 300 for WebSockets after the 503 reserve.
