@@ -312,3 +312,13 @@ describe("permessage-deflate", () => {
     }
   });
 });
+
+describe("liveness flags", () => {
+  test("--idle-timeout not longer than --ping-interval is refused with the fix", () => {
+    const p = Bun.spawnSync([process.execPath, "src/cli.ts", "serve", "--ping-interval", "60", "--idle-timeout", "30"]);
+    expect(p.exitCode).toBe(2);
+    expect(p.stderr.toString().trim()).toBe(
+      "wsmillion: --idle-timeout (30 s) must be longer than --ping-interval (60 s), or every connection times out; e.g. --idle-timeout 240",
+    );
+  });
+});

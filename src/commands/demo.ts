@@ -10,14 +10,14 @@ import { renderLoadReport } from "../report/load-report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderTable } from "../report/table.ts";
 import { Timeline, type TimelineSummary } from "../report/timeline.ts";
-import { SERVER_DEFAULTS } from "../server/config.ts";
+import { SERVER_DEFAULTS, livenessProblem } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import { capacityFor, checkPlan, portsPerPair, workerNofile } from "../system/capacity.ts";
 import { applySysctls, type Applied } from "../system/fixes.ts";
 import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
 import { finalLine } from "./serve.ts";
-import { bytes, integer } from "./options.ts";
+import { UsageError, bytes, integer } from "./options.ts";
 
 interface DemoFlags {
   connections?: number;
@@ -113,9 +113,11 @@ export function registerDemo(program: Command): void {
     .option("--hold <s>", "after the traffic: hold the connections idle this long (server pings flowing)", integer("--hold", 0, 86_400), 0)
     .option("--concurrency <n>", "dials in flight at once", integer("--concurrency", 1, 100_000), 2000)
     .option("--ping-interval <s>", "server: ping every connection this often", integer("--ping-interval", 0, 3600), SERVER_DEFAULTS.pingInterval)
-    .option("--idle-timeout <s>", "server: close connections silent this long", integer("--idle-timeout", 0, 960), SERVER_DEFAULTS.idleTimeout)
+    .option("--idle-timeout <s>", "server: close connections silent this long", integer("--idle-timeout", 0, 86_400), SERVER_DEFAULTS.idleTimeout)
     .option("--out <dir>", "write demo.json (timeline, memory split, load report) and demo.md there")
     .action(async (f: DemoFlags) => {
+      const liveness = livenessProblem(f.pingInterval, f.idleTimeout);
+      if (liveness) throw new UsageError(liveness);
       const limits = readLimits();
       const wanted = f.connections ?? DEFAULT_CONNECTIONS;
       // Spread over enough loopback destination addresses that no pair's port range gets crowded.

@@ -1,6 +1,6 @@
 // `wsmillion serve`: flags -> ServerConfig -> supervisor; start-up facts, limit warnings, a final stats line.
 import type { Command } from "commander";
-import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, type ServerConfig } from "../server/config.ts";
+import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, livenessProblem, type ServerConfig } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import type { ClusterStats } from "../server/stats.ts";
 import { startupWarnings, workerNofile } from "../system/capacity.ts";
@@ -19,6 +19,8 @@ type ServeFlags = Omit<ServerConfig, "origins" | "maxConns" | "subprotocol" | "t
 
 export function serverConfigFrom({ origin, ...f }: ServeFlags): ServerConfig {
   if (!f.path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${f.path}'`);
+  const liveness = livenessProblem(f.pingInterval, f.idleTimeout);
+  if (liveness) throw new UsageError(liveness);
   return { ...f, maxConns: f.maxConns, subprotocol: f.subprotocol, token: f.token, origins: origin };
 }
 
@@ -47,7 +49,7 @@ export function registerServe(program: Command): void {
     .option("--databyte <bytes>", "push mode: payload size (12+ bytes carry a send timestamp)", bytes("--databyte", 0, 16 << 20), d.databyte)
     .option("--sendtick <ms>", "push mode: each connection gets a payload every <ms>", integer("--sendtick", 1), d.sendtick)
     .option("--ping-interval <s>", "ping every connection this often (0: off)", integer("--ping-interval", 0, 3600), d.pingInterval)
-    .option("--idle-timeout <s>", "close connections silent this long (0: off; at most 960)", integer("--idle-timeout", 0, 960), d.idleTimeout)
+    .option("--idle-timeout <s>", "close connections not heard from this long (0: off; longer than --ping-interval)", integer("--idle-timeout", 0, 86_400), d.idleTimeout)
     .option("--handshake-timeout <s>", "drop a connection whose upgrade request is not complete by then", integer("--handshake-timeout", 1, 255), d.handshakeTimeout)
     .option("--drain-timeout <s>", "on SIGTERM/SIGINT, wait this long for clients to finish closing", integer("--drain-timeout", 0, 3600), d.drainTimeout)
     .option("--deflate", "enable permessage-deflate", d.deflate)

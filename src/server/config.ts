@@ -61,3 +61,11 @@ export interface WorkerSettings {
   /** Connections it may hold at all: the open-files limit less a reserve. Past it, 503 whatever happens. */
   hardCap: number;
 }
+
+/** With pings on, a live peer is heard from once per ping interval (its pong), so the idle limit must be longer. */
+export function livenessProblem(pingInterval: number, idleTimeout: number): string | undefined {
+  if (pingInterval > 0 && idleTimeout > 0 && idleTimeout <= pingInterval) {
+    return `--idle-timeout (${idleTimeout} s) must be longer than --ping-interval (${pingInterval} s), or every connection times out; e.g. --idle-timeout ${pingInterval * 4}`;
+  }
+  return undefined;
+}

@@ -1,5 +1,6 @@
 // What a process costs right now: resident memory, CPU in cores over the last interval, event-loop delay.
 const LAG_PROBE_MS = 50;
+const MIN_WINDOW_MS = 200;
 
 export interface ProcessSample {
   rssBytes: number;
@@ -24,8 +25,15 @@ export class ProcessSampler {
     probe.unref();
   }
 
+  private last: ProcessSample | undefined;
+
+  /**
+   * CPU in cores is measured over at least MIN_WINDOW_MS: asked more often (an endpoint wanting fresh
+   * figures), the last window's figures are returned, since a few milliseconds of CPU time say nothing.
+   */
   sample(): ProcessSample {
     const now = performance.now();
+    if (this.last && now - this.lastAt < MIN_WINDOW_MS) return { ...this.last, rssBytes: process.memoryUsage.rss() };
     const cpu = process.cpuUsage();
     const usedMicros = cpu.user - this.lastCpu.user + (cpu.system - this.lastCpu.system);
     const elapsedMs = Math.max(1, now - this.lastAt);
@@ -38,6 +46,7 @@ export class ProcessSampler {
     this.lastCpu = cpu;
     this.lastAt = now;
     this.worstLag = 0;
+    this.last = sample;
     return sample;
   }
 }
