@@ -135,6 +135,12 @@ export interface LoadReport {
 
 const WORKER_PATH = new URL("./worker.ts", import.meta.url).pathname;
 const CLOSE_TIMEOUT_MS = 3000;
+/**
+ * Workers report their end-of-phase figures after finishing work that grows with the connections (closing
+ * them, above all), and with ~100 processes on 2 cores that takes time: wait in proportion, at this rate.
+ */
+const SLOWEST_CONNECTIONS_PER_SEC = 5000;
+const waitFor = (connections: number, baseMs: number) => baseMs + Math.ceil((connections / SLOWEST_CONNECTIONS_PER_SEC) * 1000);
 
 interface WorkerState {
   shard: WorkerShard;
@@ -328,7 +334,7 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
       for (const s of states) post(s, { type: "run", t0: start, durationS: plan.durationS });
       await sleep(plan.durationS * 1000, hooks.signal);
       for (const s of states) post(s, { type: "hold" });
-      await until(() => states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), 2000, false);
+      await until(() => states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), waitFor(plan.connections / 10, 2000), false);
       if (plan.holdS > 0) {
         setPhase("hold");
         await sleep(plan.holdS * 1000, hooks.signal);
@@ -339,7 +345,7 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
     serverAtEnd = await askServer();
     setPhase("closing");
     for (const s of states) post(s, { type: "close", timeoutMs: CLOSE_TIMEOUT_MS });
-    await until(() => states.every((s) => s.final !== null || !alive(s)), CLOSE_TIMEOUT_MS + 5000, false);
+    await until(() => states.every((s) => s.final !== null || !alive(s)), waitFor(plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
   } finally {
     clearInterval(sampler);
     for (const s of states) {
