@@ -28,4 +28,8 @@ test("demo: ramp, traffic, idle hold, report files with the server's count equal
   for (const s of run.timeline.filter((x: { phase: string }) => x.phase === "hold")) expect(s.serverConns).toBe(400);
   expect(run.load.connections.failed).toBe(0);
   expect(readFileSync(join(out, "demo.md"), "utf8")).toContain("# wsmillion demo: 400 connections");
+  const svg = readFileSync(join(out, "demo.svg"), "utf8");
+  expect(svg).toStartWith("<svg");
+  expect(svg).toContain("open (server /conns)");
+  expect(svg.match(/<path d="M/g)?.length).toBe(3);
 }, 60_000);

@@ -10,6 +10,7 @@ import { renderLoadReport } from "../report/load-report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderTable } from "../report/table.ts";
 import { Timeline, type TimelineSummary } from "../report/timeline.ts";
+import { timelineSvg } from "../report/timeline-svg.ts";
 import { SERVER_DEFAULTS, livenessProblem } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import { capacityFor, checkPlan, portsPerPair, workerNofile } from "../system/capacity.ts";
@@ -105,6 +106,7 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
     "",
   ].join("\n");
   writeFileSync(join(dir, "demo.md"), md);
+  writeFileSync(join(dir, "demo.svg"), timelineSvg(timeline.samples, `wsmillion demo: ${fmt(report.plan.connections)} connections on one machine`));
 }
 
 export function registerDemo(program: Command): void {
@@ -119,7 +121,7 @@ export function registerDemo(program: Command): void {
     .option("--concurrency <n>", "dials in flight at once", integer("--concurrency", 1, 100_000), 2000)
     .option("--ping-interval <s>", "server: ping every connection this often", integer("--ping-interval", 0, 3600), SERVER_DEFAULTS.pingInterval)
     .option("--idle-timeout <s>", "server: close connections silent this long", integer("--idle-timeout", 0, 86_400), SERVER_DEFAULTS.idleTimeout)
-    .option("--out <dir>", "write demo.json (timeline, memory split, load report) and demo.md there")
+    .option("--out <dir>", "write demo.json (timeline, memory split, load report), demo.md and demo.svg (chart) there")
     .action(async (f: DemoFlags) => {
       const liveness = livenessProblem(f.pingInterval, f.idleTimeout);
       if (liveness) throw new UsageError(liveness);
@@ -204,7 +206,7 @@ export function registerDemo(program: Command): void {
       console.log(`server ${finalLine(final)}`);
       if (f.out) {
         writeRun(f.out, report, timeline, applied);
-        console.log(`wrote ${join(f.out, "demo.json")} and demo.md`);
+        console.log(`wrote ${join(f.out, "demo.json")}, demo.md and demo.svg`);
       }
       const t = report.traffic;
       console.log(
