@@ -1,16 +1,8 @@
 // Live progress for `wsmillion load`, once a second: a progress bar during the ramp on a terminal (one
 // line redrawn in place), plain lines when the output is not a terminal.
 import type { ProgressSnapshot } from "../load/coordinator.ts";
+import { compact, shortMs } from "./format.ts";
 
-function n(v: number): string {
-  if (v >= 1e6) return `${(v / 1e6).toFixed(v >= 1e7 ? 1 : 2)}M`;
-  if (v >= 1e4) return `${(v / 1e3).toFixed(v >= 1e5 ? 0 : 1)}k`;
-  return String(Math.round(v));
-}
-
-function ms(v: number): string {
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-}
 
 export function bar(done: number, total: number, width = 24): string {
   const f = total > 0 ? Math.max(0, Math.min(1, done / total)) : 1;
@@ -22,14 +14,14 @@ export function bar(done: number, total: number, width = 24): string {
 export function progressLine(s: ProgressSnapshot, latencyLabel = "rtt"): string {
   const parts = [
     `${s.t.toFixed(0).padStart(4)}s ${s.phase.padEnd(7)}`,
-    `open ${n(s.open)}/${n(s.target)}`,
-    `dials/s ${n(s.dialsPerSec)}`,
-    `failed ${n(s.failed)}`,
+    `open ${compact(s.open)}/${compact(s.target)}`,
+    `dials/s ${compact(s.dialsPerSec)}`,
+    `failed ${compact(s.failed)}`,
   ];
-  if (s.dropped > 0) parts.push(`dropped ${n(s.dropped)}`);
-  parts.push(`msg/s out ${n(s.msgsOutPerSec)} in ${n(s.msgsInPerSec)}`);
-  if (s.latencyP99Ms > 0) parts.push(`${latencyLabel} p50 ${ms(s.latencyP50Ms)} p99 ${ms(s.latencyP99Ms)} ms`);
-  parts.push(`cpu ${s.cpuCores.toFixed(2)} rss ${n(s.rssBytes / 1048576)}MiB`);
+  if (s.dropped > 0) parts.push(`dropped ${compact(s.dropped)}`);
+  parts.push(`msg/s out ${compact(s.msgsOutPerSec)} in ${compact(s.msgsInPerSec)}`);
+  if (s.latencyP99Ms > 0) parts.push(`${latencyLabel} p50 ${shortMs(s.latencyP50Ms)} p99 ${shortMs(s.latencyP99Ms)} ms`);
+  parts.push(`cpu ${s.cpuCores.toFixed(2)} rss ${compact(s.rssBytes / 1048576)}MiB`);
   return parts.join("  ");
 }
 

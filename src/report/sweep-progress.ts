@@ -2,16 +2,8 @@
 // server's figures, the load average. Redrawn in place on a terminal, one line a second otherwise.
 import type { RoundView } from "../sweep/run.ts";
 import type { RoundResult, SweepSample } from "../sweep/schema.ts";
+import { compact, shortMs } from "./format.ts";
 
-function n(v: number): string {
-  if (v >= 1e6) return `${(v / 1e6).toFixed(v >= 1e7 ? 1 : 2)}M`;
-  if (v >= 1e4) return `${(v / 1e3).toFixed(v >= 1e5 ? 0 : 1)}k`;
-  return String(Math.round(v));
-}
-
-function ms(v: number): string {
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-}
 
 const mib = (b: number) => `${Math.round(b / 1048576)} MiB`;
 
@@ -23,11 +15,11 @@ export function sweepLine(s: SweepSample, v: RoundView): string {
   const parts = [`${head} ${v.label}`, `${s.phase.padEnd(7)} ${s.roundT.toFixed(0).padStart(3)} s`];
   const c = s.client;
   if (c) {
-    parts.push(`open ${n(c.open)}/${n(c.target)}`);
-    if (c.failed + c.dropped > 0) parts.push(`failed ${n(c.failed)} dropped ${n(c.dropped)}`);
-    parts.push(`msg/s out ${n(c.msgsOutPerSec)} in ${n(c.msgsInPerSec)}`);
-    if (c.rttP99Ms > 0) parts.push(`rtt p99 ${ms(c.rttP99Ms)} ms`);
-    if (c.latenessP99Ms > 0) parts.push(`late p99 ${ms(c.latenessP99Ms)} ms`);
+    parts.push(`open ${compact(c.open)}/${compact(c.target)}`);
+    if (c.failed + c.dropped > 0) parts.push(`failed ${compact(c.failed)} dropped ${compact(c.dropped)}`);
+    parts.push(`msg/s out ${compact(c.msgsOutPerSec)} in ${compact(c.msgsInPerSec)}`);
+    if (c.rttP99Ms > 0) parts.push(`rtt p99 ${shortMs(c.rttP99Ms)} ms`);
+    if (c.latenessP99Ms > 0) parts.push(`late p99 ${shortMs(c.latenessP99Ms)} ms`);
   }
   if (s.server) parts.push(`server ${s.server.cpuCores.toFixed(2)} cores ${mib(s.server.rssBytes)}`);
   if (c) parts.push(`gen ${c.cpuCores.toFixed(2)} cores`);
@@ -38,10 +30,10 @@ export function sweepLine(s: SweepSample, v: RoundView): string {
 export function roundEndLine(r: RoundResult): string {
   const t = r.traffic;
   const figures =
-    `${n(t.achievedPerSec)} of ${n(r.offeredPerSec)} msg/s` +
+    `${compact(t.achievedPerSec)} of ${compact(r.offeredPerSec)} msg/s` +
     (r.server ? `, server ${r.server.cpuCores.toFixed(2)} cores ${mib(r.server.peakRssBytes)}` : "") +
-    (r.latency.rtt.count > 0 ? `, rtt p50 ${ms(r.latency.rtt.p50Ms)} p99 ${ms(r.latency.rtt.p99Ms)} ms` : "") +
-    `, ${n(r.outcome.openAtRamp)}/${n(r.connections)} open`;
+    (r.latency.rtt.count > 0 ? `, rtt p50 ${shortMs(r.latency.rtt.p50Ms)} p99 ${shortMs(r.latency.rtt.p99Ms)} ms` : "") +
+    `, ${compact(r.outcome.openAtRamp)}/${compact(r.connections)} open`;
   return r.held ? `R${r.index} held: ${r.label}: ${figures}` : `R${r.index} FAILED: ${r.label}: ${r.reasons.join("; ")} (${figures})`;
 }
 
