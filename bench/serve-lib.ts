@@ -366,11 +366,11 @@ export class RawClient {
     const open = this.conns.filter((c) => c.up);
     const masks = new MaskSource();
     const payload = new Uint8Array(size).fill(120);
-    const frameLen = writeMaskedFrame(new Uint8Array(size + 14), OP_BINARY, payload, size, masks);
+    const frameLen = writeMaskedFrame(new Uint8Array(size + 14), 0, OP_BINARY, payload, size, masks);
     // A pool of pre-masked frames (fresh keys), so a write is a subarray, not an encode.
     const POOL = 4096;
     const pool = new Uint8Array(frameLen * POOL);
-    for (let i = 0; i < POOL; i++) writeMaskedFrame(pool.subarray(i * frameLen), OP_BINARY, payload, size, masks);
+    for (let i = 0; i < POOL; i++) writeMaskedFrame(pool, i * frameLen, OP_BINARY, payload, size, masks);
     let at = 0;
     let owed = 0;
     let cursor = 0;

@@ -125,10 +125,21 @@ describe("client frames (RFC 6455 §5.2, §5.3)", () => {
     for (const len of [0, 1, 125, 126, 65535, 65536, 70000]) {
       const p = new Uint8Array(len).map((_, i) => i & 0xff);
       const out = new Uint8Array(maxFrameBytes(len));
-      const n = writeMaskedFrame(out, 2, p, len, masks);
+      const n = writeMaskedFrame(out, 0, 2, p, len, masks);
       const f = decodeClientFrame(out.subarray(0, n));
       expect(f.payload).toEqual(p);
     }
+  });
+  test("frames written back to back into one buffer (one write) each decode with their own mask", () => {
+    const p = new Uint8Array(100).map((_, i) => i);
+    const one = maxFrameBytes(100);
+    const out = new Uint8Array(3 * one);
+    let at = 0;
+    for (let i = 0; i < 3; i++) at += writeMaskedFrame(out, at, 2, p, 100, masks);
+    expect(at).toBe(3 * one);
+    const frames = [0, 1, 2].map((i) => decodeClientFrame(out.subarray(i * one, (i + 1) * one)));
+    for (const f of frames) expect(f.payload).toEqual(p);
+    expect(Buffer.from(frames[0]!.mask).equals(Buffer.from(frames[1]!.mask))).toBe(false);
   });
   test("close frames carry the code and a reason cut to the control-frame limit", () => {
     const f = decodeClientFrame(encodeClose(1000, "x".repeat(300), masks));

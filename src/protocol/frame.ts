@@ -13,36 +13,37 @@ export function maxFrameBytes(payloadLen: number): number {
 }
 
 /**
- * Writes one masked frame (FIN set unless `fin` is false) for payload[0..len) into out at 0.
- * Returns the frame length. `out` must hold maxFrameBytes(len).
+ * Writes one masked frame (FIN set unless `fin` is false) for payload[0..len) into out at `start` (several
+ * frames can share one buffer, and so one write). Returns the frame length. `out` must hold
+ * start + maxFrameBytes(len).
  */
-export function writeMaskedFrame(out: Uint8Array, opcode: number, payload: Uint8Array, len: number, masks: MaskSource, fin = true): number {
-  out[0] = (fin ? 0x80 : 0) | opcode;
-  let at: number;
+export function writeMaskedFrame(out: Uint8Array, start: number, opcode: number, payload: Uint8Array, len: number, masks: MaskSource, fin = true): number {
+  out[start] = (fin ? 0x80 : 0) | opcode;
+  let at = start;
   if (len < 126) {
-    out[1] = 0x80 | len;
-    at = 2;
+    out[at + 1] = 0x80 | len;
+    at += 2;
   } else if (len < 65536) {
-    out[1] = 0x80 | 126;
-    out[2] = len >>> 8;
-    out[3] = len & 0xff;
-    at = 4;
+    out[at + 1] = 0x80 | 126;
+    out[at + 2] = len >>> 8;
+    out[at + 3] = len & 0xff;
+    at += 4;
   } else {
-    out[1] = 0x80 | 127;
+    out[at + 1] = 0x80 | 127;
     const hi = Math.floor(len / 0x100000000);
-    out[2] = 0; out[3] = 0; out[4] = (hi >>> 8) & 0xff; out[5] = hi & 0xff;
-    out[6] = (len >>> 24) & 0xff; out[7] = (len >>> 16) & 0xff; out[8] = (len >>> 8) & 0xff; out[9] = len & 0xff;
-    at = 10;
+    out[at + 2] = 0; out[at + 3] = 0; out[at + 4] = (hi >>> 8) & 0xff; out[at + 5] = hi & 0xff;
+    out[at + 6] = (len >>> 24) & 0xff; out[at + 7] = (len >>> 16) & 0xff; out[at + 8] = (len >>> 8) & 0xff; out[at + 9] = len & 0xff;
+    at += 10;
   }
   masks.writeMask(out, at);
   applyMask(payload, 0, out, at + 4, len, out, at);
-  return at + 4 + len;
+  return at + 4 + len - start;
 }
 
 /** A standalone masked frame (control frames and tests; allocates). */
 export function encodeFrame(opcode: number, payload: Uint8Array, masks: MaskSource, fin = true): Uint8Array {
   const out = new Uint8Array(maxFrameBytes(payload.byteLength));
-  const n = writeMaskedFrame(out, opcode, payload, payload.byteLength, masks, fin);
+  const n = writeMaskedFrame(out, 0, opcode, payload, payload.byteLength, masks, fin);
   return out.subarray(0, n);
 }
 
