@@ -1,6 +1,6 @@
 // Shared pieces of the load benchmarks: a Bun server child (WebSocket echo/sink plus a bare TCP listener),
 // Node scripts driving the `ws` client as the baseline, and the final JSON line.
-import type { Subprocess } from "bun";
+import type { Socket, Subprocess } from "bun";
 import { join } from "node:path";
 
 export const ROOT = join(import.meta.dir, "..");
@@ -87,6 +87,36 @@ for (const w of sockets) w.terminate();
 console.log(JSON.stringify(out));
 process.exit(0);
 `;
+
+/**
+ * The floor for one write per message: raw Bun sockets to the bare TCP sink, pre-built 106-byte frames
+ * written round-robin (one write each) as fast as the process can, for `secs`. What any client that
+ * writes each message on its own could reach with `n` sockets on this box.
+ */
+export async function rawWriteFloor(tcpPort: number, n: number, secs: number): Promise<{ writesPerSec: number; cpuUsPerWrite: number }> {
+  const socks: Socket[] = [];
+  await new Promise<void>((resolve, reject) => {
+    for (let i = 0; i < n; i++) {
+      void Bun.connect({ hostname: `127.0.0.${1 + (i % 2)}`, port: tcpPort, socket: {
+        open(s) { socks.push(s); if (socks.length === n) resolve(); },
+        data() {},
+        connectError(_s, err) { reject(err); },
+      } });
+    }
+  });
+  const frame = new Uint8Array(106).fill(0x78);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  let writes = 0;
+  while (performance.now() - t0 < secs * 1000) {
+    for (let i = 0; i < 1000; i++) socks[writes++ % n]!.write(frame);
+    await new Promise((r) => setImmediate(r));
+  }
+  const c = process.cpuUsage(c0);
+  const wall = (performance.now() - t0) / 1000;
+  for (const s of socks) s.terminate();
+  return { writesPerSec: Math.round(writes / wall), cpuUsPerWrite: Math.round(((c.user + c.system) / writes) * 100) / 100 };
+}
 
 export function finish(bench: string, figures: Record<string, unknown>, ratio: number): void {
   console.log(JSON.stringify({ bench, figures, ratio: Math.round(ratio * 1000) / 1000 }));

@@ -1,12 +1,12 @@
 // `wsmillion doctor`: limit reads (fixtures and this machine), the advice text, the CLI end to end, and
 // --apply / --persist (on fixture trees always; on the real kernel as root, restoring what it changed).
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
-import { join } from "node:path";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { checkPlan, parseTargets } from "../src/system/capacity.ts";
 import { readLimits } from "../src/system/limits.ts";
-import { applySysctls, persistSysctls, sysctlCommand } from "../src/system/fixes.ts";
+import { applySysctls, persistSysctls, restoreSysctls, sysctlCommand } from "../src/system/fixes.ts";
 import { renderTable } from "../src/report/table.ts";
 import { CASES, cleanupFixtures, fixtureRoot } from "./fixtures/doctor/fixture.ts";
 
@@ -266,6 +266,41 @@ describe("--apply and --persist", () => {
     expect(again.content).toContain("fs.file-max = 4194304");
   });
 
+  test("several server workers without tcp_migrate_req: warned, with the sysctl; one worker or the setting on: ok", () => {
+    const root = fixtureRoot("base");
+    const find = (connections: number) => checkPlan({ role: "both", connections }, readLimits(root)).findings.find((f) => f.id === "migrate_req")!;
+    const many = find(100_000);
+    expect(many.status).toBe("warn");
+    expect(many.sysctls).toEqual([{ key: "net.ipv4.tcp_migrate_req", value: "1" }]);
+    expect(find(1000).status).toBe("ok");
+    writeFileSync(join(root, "proc/sys/net/ipv4/tcp_migrate_req"), "1\n");
+    expect(find(100_000).status).toBe("ok");
+    expect(checkPlan({ role: "client", connections: 100_000 }, readLimits(root)).findings.some((f) => f.id === "migrate_req")).toBe(false);
+  });
+  test("restoreSysctls puts back only what we changed and nobody changed since", () => {
+    const root = mkdtempSync(join(tmpdir(), "wsm-sysctl-"));
+    const put = (key: string, v: string) => {
+      const p = join(root, "proc/sys", key.replace(/\./g, "/"));
+      mkdirSync(dirname(p), { recursive: true });
+      writeFileSync(p, `${v}\n`);
+    };
+    const read = (key: string) => readFileSync(join(root, "proc/sys", key.replace(/\./g, "/")), "utf8").trim();
+    put("fs.file-max", "100");
+    put("net.ipv4.tcp_migrate_req", "1");
+    put("net.core.somaxconn", "128");
+    const applied = applySysctls([
+      { key: "fs.file-max", value: "5000" },
+      { key: "net.ipv4.tcp_migrate_req", value: "1" },
+      { key: "net.core.somaxconn", value: "4096" },
+    ], root);
+    put("net.core.somaxconn", "8192"); // changed by someone else meanwhile: theirs now
+    const restored = restoreSysctls(applied, root);
+    expect(restored.map((r) => r.key)).toEqual(["fs.file-max"]);
+    expect(read("fs.file-max")).toBe("100");
+    expect(read("net.ipv4.tcp_migrate_req")).toBe("1");
+    expect(read("net.core.somaxconn")).toBe("8192");
+    rmSync(root, { recursive: true, force: true });
+  });
   test("applySysctls reports an absent key instead of creating it", () => {
     const root = fixtureRoot("no-conntrack");
     const [r] = applySysctls([{ key: "net.netfilter.nf_conntrack_max", value: "1" }], root);

@@ -14,7 +14,7 @@ import { timelineSvg } from "../report/timeline-svg.ts";
 import { SERVER_DEFAULTS, livenessProblem } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import { capacityFor, checkPlan, portsPerPair, workerNofile } from "../system/capacity.ts";
-import { applySysctls, type Applied } from "../system/fixes.ts";
+import { applySysctls, restoreSysctls, type Applied } from "../system/fixes.ts";
 import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
 import { finalLine } from "./serve.ts";
@@ -50,13 +50,22 @@ const LOAD_FD_RESERVE = 200;
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "unbounded");
 const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
 
+/** Checks whose fix the demo applies even when they only warn: our server's workers leave the port group. */
+const ALSO_APPLIED = new Set(["migrate_req"]);
+
 /** As root, lifts the runtime sysctls the plan's failing checks name; says what it changed. */
 function applyNeededSysctls(connections: number, targets: ReturnType<typeof loopbackTargets>): Applied[] {
   if (process.getuid?.() !== 0) return [];
   const { findings } = checkPlan({ role: "both", connections, targets }, readLimits());
-  const applied = applySysctls(findings.filter((f) => f.status === "fail").flatMap((f) => f.sysctls ?? []));
+  const needed = findings.filter((f) => f.status === "fail" || (f.status === "warn" && ALSO_APPLIED.has(f.id)));
+  const applied = applySysctls(needed.flatMap((f) => f.sysctls ?? []));
   for (const a of applied) console.log(`sysctl: ${a.key} ${a.before} -> ${a.after}${a.ok ? "" : ` (${a.error})`}`);
   return applied;
+}
+
+/** Puts back the settings the demo changed; leaves alone any that someone changed meanwhile. */
+function restoreChangedSysctls(applied: Applied[]): void {
+  for (const r of restoreSysctls(applied)) console.log(`sysctl restored: ${r.key} ${r.before} -> ${r.after}${r.ok ? "" : ` (${r.error})`}`);
 }
 
 export function timelineTable(s: TimelineSummary): string {
@@ -141,81 +150,85 @@ export function registerDemo(program: Command): void {
       );
       const applied = applyNeededSysctls(connections, targets);
 
-      const server = await startServer(
-        {
-          ...SERVER_DEFAULTS,
-          host: pairs > 1 ? "0.0.0.0" : "127.0.0.1",
-          port: 0,
-          maxConns: connections,
-          pingInterval: f.pingInterval,
-          idleTimeout: f.idleTimeout,
-          // The clients are ours: no slow-loris to guard against, and at a million dials queue for seconds.
-          handshakeTimeout: DEMO_HANDSHAKE_TIMEOUT_S,
-          quiet: true,
-        },
-        { nofileSoft: nofile, log: (l) => console.error(l) },
-      );
-      console.log(`server: ws://127.0.0.1:${server.port}/ws, ${server.sizing.initial} workers, ${fmt(server.sizing.perWorker)} connections each`);
+      try {
+        const server = await startServer(
+          {
+            ...SERVER_DEFAULTS,
+            host: pairs > 1 ? "0.0.0.0" : "127.0.0.1",
+            port: 0,
+            maxConns: connections,
+            pingInterval: f.pingInterval,
+            idleTimeout: f.idleTimeout,
+            // The clients are ours: no slow-loris to guard against, and at a million dials queue for seconds.
+            handshakeTimeout: DEMO_HANDSHAKE_TIMEOUT_S,
+            quiet: true,
+          },
+          { nofileSoft: nofile, log: (l) => console.error(l) },
+        );
+        console.log(`server: ws://127.0.0.1:${server.port}/ws, ${server.sizing.initial} workers, ${fmt(server.sizing.perWorker)} connections each`);
 
-      const plan: LoadPlan = {
-        targets: targets.map((t) => ({ ...t, port: server.port })),
-        path: SERVER_DEFAULTS.path,
-        connections,
-        concurrency: f.concurrency,
-        rate: 0,
-        durationS: f.duration,
-        holdS: f.hold,
-        intervalMs: f.interval,
-        size: f.size,
-        mode: "echo",
-        headers: [],
-        subprotocols: [],
-        handshakeTimeoutMs: DEMO_HANDSHAKE_TIMEOUT_S * 1000,
-        reconnect: false,
-        workers: Math.ceil(connections / (nofile - LOAD_FD_RESERVE)),
-        sources: [],
-        sourcePortBase: 0,
-        maxMessage: 1 << 20,
-        statusUrl: `http://127.0.0.1:${server.port}/conns`,
-      };
-      console.log(
-        `load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s` +
-          (f.hold > 0 ? `, then ${f.hold} s idle` : ""),
-      );
-      const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY));
-      const timeline = new Timeline(() => fetch(`http://127.0.0.1:${server.port}/stats`).then((r) => r.json()));
-      await timeline.start();
-      // One sample at a time, in order, even when a cluster-wide /stats takes longer than a second.
-      let sampling = Promise.resolve();
-      const abort = new AbortController();
-      process.once("SIGINT", () => abort.abort());
-      const report = await runLoad(plan, {
-        signal: abort.signal,
-        onProgress: (s) => {
-          progress.update(s);
-          sampling = sampling.then(() => timeline.record(s));
-        },
-        onPhase: () => progress.settle(),
-      });
-      await sampling;
-      progress.settle();
-      console.log(renderLoadReport(report));
-      const summary = timeline.summary(loadBaseRss(report));
-      console.log(timelineTable(summary));
-      const final = await server.stop();
-      console.log(`server ${finalLine(final)}`);
-      if (f.out) {
-        writeRun(f.out, report, timeline, applied);
-        console.log(`wrote ${join(f.out, "demo.json")}, demo.md and demo.svg`);
+        const plan: LoadPlan = {
+          targets: targets.map((t) => ({ ...t, port: server.port })),
+          path: SERVER_DEFAULTS.path,
+          connections,
+          concurrency: f.concurrency,
+          rate: 0,
+          durationS: f.duration,
+          holdS: f.hold,
+          intervalMs: f.interval,
+          size: f.size,
+          mode: "echo",
+          headers: [],
+          subprotocols: [],
+          handshakeTimeoutMs: DEMO_HANDSHAKE_TIMEOUT_S * 1000,
+          reconnect: false,
+          workers: Math.ceil(connections / (nofile - LOAD_FD_RESERVE)),
+          sources: [],
+          sourcePortBase: 0,
+          maxMessage: 1 << 20,
+          statusUrl: `http://127.0.0.1:${server.port}/conns`,
+        };
+        console.log(
+          `load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s` +
+            (f.hold > 0 ? `, then ${f.hold} s idle` : ""),
+        );
+        const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY));
+        const timeline = new Timeline(() => fetch(`http://127.0.0.1:${server.port}/stats`).then((r) => r.json()));
+        await timeline.start();
+        // One sample at a time, in order, even when a cluster-wide /stats takes longer than a second.
+        let sampling = Promise.resolve();
+        const abort = new AbortController();
+        process.once("SIGINT", () => abort.abort());
+        const report = await runLoad(plan, {
+          signal: abort.signal,
+          onProgress: (s) => {
+            progress.update(s);
+            sampling = sampling.then(() => timeline.record(s));
+          },
+          onPhase: () => progress.settle(),
+        });
+        await sampling;
+        progress.settle();
+        console.log(renderLoadReport(report));
+        const summary = timeline.summary(loadBaseRss(report));
+        console.log(timelineTable(summary));
+        const final = await server.stop();
+        console.log(`server ${finalLine(final)}`);
+        if (f.out) {
+          writeRun(f.out, report, timeline, applied);
+          console.log(`wrote ${join(f.out, "demo.json")}, demo.md and demo.svg`);
+        }
+        const t = report.traffic;
+        console.log(
+          `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
+            `${summary.steadyMismatches} steady samples where /conns differed; ` +
+            `traffic: ${fmt(t.achievedPerSec)} of ${fmt(t.offeredPerSec)} msg/s offered were driven` +
+            (t.achievedPerSec < 0.95 * t.offeredPerSec ? ` (this machine's CPU is the limit: find the rate it holds with \`wsmillion load --interval\`)` : ""),
+        );
+        // The demo shows what this box does; a traffic round it cannot fully drive is a finding, not a failure.
+        process.exitCode = report.connections.failed > 0 ? 1 : 0;
+      } finally {
+        restoreChangedSysctls(applied);
       }
-      const t = report.traffic;
-      console.log(
-        `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
-          `${summary.steadyMismatches} steady samples where /conns differed; ` +
-          `traffic: ${fmt(t.achievedPerSec)} of ${fmt(t.offeredPerSec)} msg/s offered were driven` +
-          (t.achievedPerSec < 0.95 * t.offeredPerSec ? ` (this machine's CPU is the limit: find the rate it holds with \`wsmillion load --interval\`)` : ""),
-      );
-      // The demo shows what this box does; a traffic round it cannot fully drive is a finding, not a failure.
-      process.exitCode = report.connections.failed > 0 ? 1 : 0;
     });
 }

@@ -18,6 +18,7 @@ import {
   backlogAdvice,
   conntrackAdvice,
   fileMaxAdvice,
+  migrateReqAdvice,
   finTimeoutAvoid,
   memoryAdvice,
   nofileAdvice,
@@ -254,6 +255,27 @@ function backlog(input: PlanInput, m: Model): Finding {
   );
 }
 
+function migrateReq(input: PlanInput, m: Model, cap: Capacity): Finding | null {
+  if (input.role === "client") return null;
+  const r = m.limits.migrateReq;
+  const workers = cap.processes.server;
+  // One listener never leaves its own port group; several do, each time one fills up.
+  const status: Status = r.value === 0 && workers > 1 ? "warn" : "ok";
+  return finding(
+    {
+      id: "migrate_req",
+      status,
+      title: "net.ipv4.tcp_migrate_req",
+      value: r.value === null ? `${absent(r)} (kernels before 5.14)` : String(r.value),
+      source: r.source,
+      detail:
+        `${fmtCount(workers)} server process${workers === 1 ? "" : "es"} share the port. A worker at its cap stops listening, and without migration ` +
+        "the connections already queued on its listener are reset (clients see ECONNRESET).",
+    },
+    r.value === 0 ? migrateReqAdvice() : undefined,
+  );
+}
+
 function conntrack(input: PlanInput, m: Model): Finding {
   const l = m.limits;
   const max = l.conntrackMax.value;
@@ -419,6 +441,7 @@ export function findingsFor(input: PlanInput, m: Model, cap: Capacity): Finding[
     twRecycle(m),
     finTimeout(m),
     backlog(input, m),
+    migrateReq(input, m, cap),
     conntrack(input, m),
     tcpMem(input, m),
     memory(input, m, cap),

@@ -194,6 +194,15 @@ export function backlogAdvice(): Advice {
   };
 }
 
+export function migrateReqAdvice(): Advice {
+  const s = { key: "net.ipv4.tcp_migrate_req", value: "1" };
+  return {
+    fix: sysctlFix([s], "a full server worker leaves the port group; with this on, connections queued on its listener move to another worker instead of being reset"),
+    avoid: [],
+    sysctls: [s],
+  };
+}
+
 export function finTimeoutAvoid(): string[] {
   return [FIN_TIMEOUT_IS_NOT_TIME_WAIT];
 }
@@ -248,6 +257,28 @@ export function applySysctls(settings: Sysctl[], root = "/"): Applied[] {
     const after = readValue(path);
     return { key: s.key, before, after, ok: after === s.value, ...(after === s.value ? {} : { error: `kernel kept '${after}'` }) };
   });
+}
+
+/**
+ * Puts back what applySysctls changed (and only that), unless someone else changed it since: a value that
+ * no longer reads as ours is theirs now. Returns what was restored.
+ */
+export function restoreSysctls(applied: Applied[], root = "/"): Applied[] {
+  const out: Applied[] = [];
+  for (const a of applied) {
+    if (!a.ok || a.before === null || a.after === null || a.before === a.after) continue;
+    const path = sysctlPath(a.key, root);
+    if (readValue(path) !== a.after) continue;
+    try {
+      writeFileSync(path, `${a.before}\n`);
+    } catch (err) {
+      out.push({ key: a.key, before: a.after, after: readValue(path), ok: false, error: `write failed: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      continue;
+    }
+    const now = readValue(path);
+    out.push({ key: a.key, before: a.after, after: now, ok: now === a.before });
+  }
+  return out;
 }
 
 export interface Persisted {

@@ -70,6 +70,8 @@ export interface Limits {
   twRecycle: Reading<number>;
   somaxconn: Reading<number>;
   synBacklog: Reading<number>;
+  /** 1 lets a closing SO_REUSEPORT listener hand its queued connections to the others (Linux 5.14+). */
+  migrateReq: Reading<number>;
   conntrackMax: Reading<number>;
   conntrackCount: Reading<number>;
   tcpMem: Reading<TcpMem>;
@@ -308,6 +310,7 @@ export function readLimits(root = "/"): Limits {
     twRecycle: r.number("/proc/sys/net/ipv4/tcp_tw_recycle"),
     somaxconn: r.number("/proc/sys/net/core/somaxconn"),
     synBacklog: r.number("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
+    migrateReq: r.number("/proc/sys/net/ipv4/tcp_migrate_req"),
     conntrackMax: r.number("/proc/sys/net/netfilter/nf_conntrack_max"),
     conntrackCount: r.number("/proc/sys/net/netfilter/nf_conntrack_count"),
     tcpMem: r.read("/proc/sys/net/ipv4/tcp_mem", (t) => {
