@@ -277,6 +277,19 @@ describe("--apply and --persist", () => {
     expect(find(100_000).status).toBe("ok");
     expect(checkPlan({ role: "client", connections: 100_000 }, readLimits(root)).findings.some((f) => f.id === "migrate_req")).toBe(false);
   });
+  test("loopback queue: drops read from softnet_stat; with both ends here a short queue is warned with the sysctl", () => {
+    const root = fixtureRoot("base");
+    const l = readLimits(root);
+    expect(l.netdevMaxBacklog.value).toBe(1000);
+    expect(l.softnetDrops.value).toBe(0x7f + 0x35);
+    const both = checkPlan({ role: "both", connections: 100_000 }, l).findings.find((f) => f.id === "netdev_backlog")!;
+    expect(both.status).toBe("warn");
+    expect(both.value).toContain("180 dropped since boot");
+    expect(both.sysctls).toEqual([{ key: "net.core.netdev_max_backlog", value: "65536" }]);
+    expect(checkPlan({ role: "server", connections: 100_000 }, l).findings.find((f) => f.id === "netdev_backlog")!.status).toBe("ok");
+    writeFileSync(join(root, "proc/sys/net/core/netdev_max_backlog"), "65536\n");
+    expect(checkPlan({ role: "both", connections: 100_000 }, readLimits(root)).findings.find((f) => f.id === "netdev_backlog")!.status).toBe("ok");
+  });
   test("restoreSysctls puts back only what we changed and nobody changed since", () => {
     const root = mkdtempSync(join(tmpdir(), "wsm-sysctl-"));
     const put = (key: string, v: string) => {

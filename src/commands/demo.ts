@@ -50,8 +50,11 @@ const LOAD_FD_RESERVE = 200;
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "unbounded");
 const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
 
-/** Checks whose fix the demo applies even when they only warn: our server's workers leave the port group. */
-const ALSO_APPLIED = new Set(["migrate_req"]);
+/**
+ * Checks whose fix the demo applies even when they only warn: our server's workers leave the port group,
+ * and both ends' packets share the loopback queue.
+ */
+const ALSO_APPLIED = new Set(["migrate_req", "netdev_backlog"]);
 
 /** As root, lifts the runtime sysctls the plan's failing checks name; says what it changed. */
 function applyNeededSysctls(connections: number, targets: ReturnType<typeof loopbackTargets>): Applied[] {

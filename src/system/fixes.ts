@@ -203,6 +203,15 @@ export function migrateReqAdvice(): Advice {
   };
 }
 
+export function netdevBacklogAdvice(value: number): Advice {
+  const s = { key: "net.core.netdev_max_backlog", value: String(value) };
+  return {
+    fix: sysctlFix([s], "every loopback packet waits in this per-CPU queue; a ramp's bursts overflow the default 1000, and a dropped SYN costs a 1 s retransmit or a reset"),
+    avoid: [],
+    sysctls: [s],
+  };
+}
+
 export function finTimeoutAvoid(): string[] {
   return [FIN_TIMEOUT_IS_NOT_TIME_WAIT];
 }

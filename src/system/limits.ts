@@ -72,6 +72,10 @@ export interface Limits {
   synBacklog: Reading<number>;
   /** 1 lets a closing SO_REUSEPORT listener hand its queued connections to the others (Linux 5.14+). */
   migrateReq: Reading<number>;
+  /** Per-CPU queue of received packets; loopback traffic passes through it. */
+  netdevMaxBacklog: Reading<number>;
+  /** Packets dropped since boot because that queue was full (second column of softnet_stat, summed). */
+  softnetDrops: Reading<number>;
   conntrackMax: Reading<number>;
   conntrackCount: Reading<number>;
   tcpMem: Reading<TcpMem>;
@@ -311,6 +315,11 @@ export function readLimits(root = "/"): Limits {
     somaxconn: r.number("/proc/sys/net/core/somaxconn"),
     synBacklog: r.number("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
     migrateReq: r.number("/proc/sys/net/ipv4/tcp_migrate_req"),
+    netdevMaxBacklog: r.number("/proc/sys/net/core/netdev_max_backlog"),
+    softnetDrops: r.read("/proc/net/softnet_stat", (t) => {
+      const drops = t.split("\n").filter((l) => l.trim()).map((l) => parseInt(l.trim().split(/\s+/)[1] ?? "", 16));
+      return drops.length > 0 && drops.every(Number.isFinite) ? drops.reduce((a, b) => a + b, 0) : null;
+    }),
     conntrackMax: r.number("/proc/sys/net/netfilter/nf_conntrack_max"),
     conntrackCount: r.number("/proc/sys/net/netfilter/nf_conntrack_count"),
     tcpMem: r.read("/proc/sys/net/ipv4/tcp_mem", (t) => {
