@@ -4,6 +4,24 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseMeminfo } from "../src/system/meminfo.ts";
+import { Timeline } from "../src/report/timeline.ts";
+import type { ProgressSnapshot } from "../src/load/coordinator.ts";
+import type { ClusterStats } from "../src/server/stats.ts";
+
+test("timeline: counts are compared only when taken close together, never on a phase's first sample", async () => {
+  let conns = 100;
+  const tl = new Timeline(async () => ({ conns, total: { rssBytes: 0, cpuCores: 0 } }) as unknown as ClusterStats);
+  const snap = (t: number, phase: ProgressSnapshot["phase"], open: number) => ({ t, phase, open, failed: 0, rssBytes: 0, cpuCores: 0, msgsOutPerSec: 0, latencyP50Ms: 0, latencyP99Ms: 0 }) as ProgressSnapshot;
+  await tl.record(snap(1, "run", 90)); // first of its phase: the generator's count may lag
+  await tl.record(snap(2, "run", 100)); // compared, equal
+  conns = 50; // the close has begun by the time a slow /stats answers
+  await tl.record(snap(3, "run", 100), performance.now() - 5000); // taken 5 s before the answer: not compared
+  await tl.record(snap(4, "run", 60)); // compared, differs
+  const s = tl.summary(0);
+  expect(s.steadyCompared).toBe(2);
+  expect(s.steadyMismatches).toBe(1);
+  expect(tl.samples[2]!.serverSkewMs).toBeGreaterThanOrEqual(5000);
+});
 
 test("meminfo: used is MemTotal - MemAvailable, slab in bytes", () => {
   const m = parseMeminfo("MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    600 kB\nSlab:             50 kB\n");
@@ -18,11 +36,12 @@ test("demo: ramp, traffic, idle hold, report files with the server's count equal
   });
   const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
   expect(code).toBe(0);
-  expect(stdout).toContain("demo: 400 of 400 connections held, 0 failed, 0 steady samples where /conns differed");
+  expect(stdout).toMatch(/demo: 400 of 400 connections held, 0 failed, 0 of [1-9]\d* steady samples where \/conns differed/);
   const run = JSON.parse(readFileSync(join(out, "demo.json"), "utf8"));
   expect(run.schema).toBe("wsmillion.demo/1");
   expect(run.summary.peakOpen).toBe(400);
   expect(run.summary.steadyMismatches).toBe(0);
+  expect(run.summary.steadyCompared).toBeGreaterThan(0);
   const phases = new Set(run.timeline.map((s: { phase: string }) => s.phase));
   expect(phases.has("run") && phases.has("hold")).toBe(true);
   for (const s of run.timeline.filter((x: { phase: string }) => x.phase === "hold")) expect(s.serverConns).toBe(400);

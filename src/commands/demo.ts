@@ -106,7 +106,8 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
     `# wsmillion demo: ${fmt(report.plan.connections)} connections`,
     "",
     `Ramp ${report.connections.rampSeconds.toFixed(1)} s, peak ${fmt(summary.peakOpen)} open, ${fmt(report.connections.failed)} failed, ` +
-      `${summary.steadyMismatches} steady-state samples where the server's /conns differed from our count.`,
+      `${summary.steadyMismatches} of ${summary.steadyCompared} steady-state samples where the server's /conns differed from our count ` +
+        `(samples where the two were taken more than a second apart are not compared).`,
     "",
     "```",
     timelineTable(summary),
@@ -206,7 +207,8 @@ export function registerDemo(program: Command): void {
           signal: abort.signal,
           onProgress: (s) => {
             progress.update(s);
-            sampling = sampling.then(() => timeline.record(s));
+            const takenAt = performance.now();
+            sampling = sampling.then(() => timeline.record(s, takenAt));
           },
           onPhase: () => progress.settle(),
         });
@@ -224,7 +226,7 @@ export function registerDemo(program: Command): void {
         const t = report.traffic;
         console.log(
           `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
-            `${summary.steadyMismatches} steady samples where /conns differed; ` +
+            `${summary.steadyMismatches} of ${summary.steadyCompared} steady samples where /conns differed; ` +
             `traffic: ${fmt(t.achievedPerSec)} of ${fmt(t.offeredPerSec)} msg/s offered were driven` +
             (t.achievedPerSec < 0.95 * t.offeredPerSec ? ` (this machine's CPU is the limit: find the rate it holds with \`wsmillion load --interval\`)` : ""),
         );

@@ -225,8 +225,10 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
         if (msg.recent) mergeEncoded(live, msg.recent);
         if (msg.recentLateness) mergeEncoded(liveLateness, msg.recentLateness);
         break;
-      case "ramped": s.ramped = msg; break;
-      case "held": s.held = msg; break;
+      // These carry the counters of that moment: fresher than the last tick, which may be up to a second
+      // old (a status page compared with our count at a phase change would otherwise differ).
+      case "ramped": s.ramped = msg; if (s.lastTick) s.lastTick.counters = msg.counters; break;
+      case "held": s.held = msg; if (s.lastTick) s.lastTick.counters = msg.counters; break;
       case "final": s.final = msg; break;
       case "fatal": s.error = msg.message; break;
     }

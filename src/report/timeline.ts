@@ -11,6 +11,8 @@ export interface TimelineSample {
   open: number;
   /** Open by the server's own count (/conns), or -1 when it did not answer. */
   serverConns: number;
+  /** How long after the generator's figures the server's answer came (ms): counts compare only when close. */
+  serverSkewMs: number;
   failed: number;
   memUsedBytes: number;
   slabBytes: number;
@@ -26,7 +28,9 @@ export interface TimelineSample {
 export interface TimelineSummary {
   samples: number;
   peakOpen: number;
-  /** Samples after the ramp where the server's count differed from ours. */
+  /** Samples after the ramp where both counts were taken within SIMULTANEOUS_MS of each other. */
+  steadyCompared: number;
+  /** Of those, the ones where the server's count differed from ours. */
   steadyMismatches: number;
   /**
    * At the peak, per connection (bytes): system memory used above the baseline taken before the server
@@ -39,6 +43,11 @@ export interface TimelineSummary {
 }
 
 const STEADY: ReadonlySet<LoadPhase> = new Set(["run", "hold"]);
+/**
+ * Counts taken further apart than this are not compared: under a million connections a cluster-wide /stats
+ * can take seconds, and by its answer the generator may have moved on (measured: 17 s, as the close began).
+ */
+const SIMULTANEOUS_MS = 1000;
 
 export class Timeline {
   readonly samples: TimelineSample[] = [];
@@ -53,8 +62,11 @@ export class Timeline {
     this.serverBaseRss = (await this.cluster()).total.rssBytes;
   }
 
-  /** Takes one sample; call it from runLoad's onProgress (once a second). */
-  async record(s: ProgressSnapshot): Promise<void> {
+  /**
+   * Takes one sample; call it from runLoad's onProgress (once a second). `takenAt`: performance.now() when
+   * the generator's snapshot was taken (samples may wait in line behind a slow /stats).
+   */
+  async record(s: ProgressSnapshot, takenAt = performance.now()): Promise<void> {
     const mem = readMeminfo();
     const server = await this.cluster().catch(() => undefined);
     this.samples.push({
@@ -62,6 +74,7 @@ export class Timeline {
       phase: s.phase,
       open: s.open,
       serverConns: server?.conns ?? -1,
+      serverSkewMs: Math.round(performance.now() - takenAt),
       failed: s.failed,
       memUsedBytes: mem.usedBytes - this.baseline.usedBytes,
       slabBytes: mem.slabBytes - this.baseline.slabBytes,
@@ -81,10 +94,13 @@ export class Timeline {
     const n = Math.max(1, peak?.open ?? 0);
     const per = (b: number) => Math.round(b / n);
     // The generator's own count lags by up to a report interval, so the first sample of a phase is no evidence.
-    const steady = this.samples.filter((x, i) => STEADY.has(x.phase) && i > 0 && this.samples[i - 1]!.phase === x.phase);
+    const steady = this.samples.filter(
+      (x, i) => STEADY.has(x.phase) && i > 0 && this.samples[i - 1]!.phase === x.phase && x.serverConns >= 0 && x.serverSkewMs <= SIMULTANEOUS_MS,
+    );
     return {
       samples: this.samples.length,
       peakOpen: peak?.open ?? 0,
+      steadyCompared: steady.length,
       steadyMismatches: steady.filter((x) => x.serverConns !== x.open).length,
       perConnection: peak
         ? {
