@@ -118,6 +118,53 @@ export async function rawWriteFloor(tcpPort: number, n: number, secs: number): P
   return { writesPerSec: Math.round(writes / wall), cpuUsPerWrite: Math.round(((c.user + c.system) / writes) * 100) / 100 };
 }
 
+/**
+ * The floor for echo traffic from Bun: `n` raw sockets, upgraded with a fixed request, each sending one
+ * pre-masked 100-byte frame every `intervalMs` (one sweep, round-robin, one write per frame) and counting
+ * echoed bytes without parsing them. What any Bun client pays per echo in this shape, mostly kernel time.
+ */
+export async function rawEchoFloor(wsPort: number, n: number, intervalMs: number, secs: number): Promise<{ echoesPerSec: number; cpuUsPerEcho: number }> {
+  const FRAME_IN = 2 + 100; // the server's unmasked reply
+  let received = 0;
+  let upgraded = 0;
+  const socks: Socket<{ open: boolean }>[] = [];
+  const req = `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${wsPort}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+  await new Promise<void>((resolve, reject) => {
+    for (let i = 0; i < n; i++) {
+      void Bun.connect<{ open: boolean }>({ hostname: `127.0.0.${1 + (i % 2)}`, port: wsPort, data: { open: false }, socket: {
+        open(s) { s.write(req); },
+        data(s, d) {
+          if (s.data.open) { received += d.byteLength; return; }
+          // The 101 response arrives alone: nothing is sent before it.
+          s.data.open = true;
+          socks.push(s);
+          if (++upgraded === n) resolve();
+        },
+        connectError(_s, err) { reject(err); },
+      } });
+    }
+  });
+  const frame = new Uint8Array(6 + 100);
+  frame[0] = 0x82; frame[1] = 0x80 | 100; // FIN + binary, masked, 100 bytes; mask 0 keeps the payload as is
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r0 = received;
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const now = performance.now();
+      const due = Math.floor(((now - t0) / intervalMs) * n);
+      while (sent < due) socks[sent++ % n]!.write(frame);
+      if (now - t0 >= secs * 1000) { clearInterval(timer); resolve(); }
+    }, 1);
+  });
+  const c = process.cpuUsage(c0);
+  const wall = (performance.now() - t0) / 1000;
+  const echoes = (received - r0) / FRAME_IN;
+  for (const s of socks) s.terminate();
+  return { echoesPerSec: Math.round(echoes / wall), cpuUsPerEcho: Math.round(((c.user + c.system) / echoes) * 100) / 100 };
+}
+
 export function finish(bench: string, figures: Record<string, unknown>, ratio: number): void {
   console.log(JSON.stringify({ bench, figures, ratio: Math.round(ratio * 1000) / 1000 }));
 }

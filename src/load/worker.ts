@@ -84,6 +84,8 @@ const BACKOFF_MAX_MS = 10_000;
 const CONTROL_TICK_MS = 100;
 /** The rate cap's bucket holds one control tick's worth of dials (pumps between ticks follow dial events). */
 const RATE_BURST_S = CONTROL_TICK_MS / 1000;
+/** The most one socket's batch of due frames may take in one write (see sendOn). */
+const MAX_BATCH_BYTES = 4 << 20;
 
 export class LoadWorker implements ConnHost {
   readonly metrics = new Metrics();
@@ -388,6 +390,12 @@ export class LoadWorker implements ConnHost {
     }
     const now = performance.now();
     const frameLen = this.frame.byteLength;
+    // A batch beyond what a socket buffer could take would only wait in our memory: skip the excess.
+    const fit = Math.max(1, Math.floor(MAX_BATCH_BYTES / frameLen));
+    if (count > fit) {
+      m.counters.sendsSkipped += count - fit;
+      count = fit;
+    }
     let out = this.frame;
     if (count > 1) {
       if (this.batch.byteLength < count * frameLen) this.batch = new Uint8Array(count * frameLen * 2);
