@@ -4,9 +4,12 @@
 import { runLoad } from "../src/load/coordinator.ts";
 import { finish, loopbackTargets } from "./load-lib.ts";
 import { join } from "node:path";
+import { pairsFor } from "../src/system/capacity.ts";
+import { readLimits } from "../src/system/limits.ts";
 
 const N = Number(process.argv[2] ?? 20_000);
-const HOSTS = Math.max(2, Math.ceil(N / 20_000));
+// As the demo spreads: no destination pair more than a fifth full (connect() slows as a pair fills).
+const HOSTS = Math.max(2, pairsFor(N, readLimits()));
 const serverWorkers = Math.max(1, Math.ceil(N / 18_000));
 const proc = Bun.spawn([process.execPath, join(import.meta.dir, "..", "src", "cli.ts"), "serve", "--port", "0", "--host", "0.0.0.0", "--mode", "echo", "--workers", String(serverWorkers)], { stdout: "pipe", stderr: "inherit" });
 let port = 0;

@@ -13,7 +13,7 @@ import { Timeline, type TimelineSummary } from "../report/timeline.ts";
 import { timelineSvg } from "../report/timeline-svg.ts";
 import { SERVER_DEFAULTS, livenessProblem } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
-import { capacityFor, checkPlan, portsPerPair, workerNofile } from "../system/capacity.ts";
+import { capacityFor, checkPlan, pairsFor, portsPerPair, workerNofile } from "../system/capacity.ts";
 import { applySysctls, restoreSysctls, type Applied } from "../system/fixes.ts";
 import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
@@ -33,12 +33,6 @@ interface DemoFlags {
 }
 
 const DEFAULT_CONNECTIONS = 50_000;
-/**
- * Use at most this share of a destination pair's ephemeral ports. connect() searches the range for a free
- * port, and the search grows with the fill: measured here, 50,000 connections ramped at 2,500/s over 3
- * pairs (60% full) and at 15,500/s over 9 pairs (20% full). Loopback addresses cost nothing.
- */
-const PORT_SHARE = 0.2;
 /**
  * Measured at a million: with ~100 processes on 2 cores a dial can wait several seconds for its upgrade, and
  * a 10 s limit reset 281 of them near the end of the ramp.
@@ -141,7 +135,7 @@ export function registerDemo(program: Command): void {
       const limits = readLimits();
       const wanted = f.connections ?? DEFAULT_CONNECTIONS;
       // Spread over enough loopback destination addresses that no pair's port range gets crowded.
-      const pairs = Math.max(1, Math.ceil(wanted / (portsPerPair(limits) * PORT_SHARE)));
+      const pairs = pairsFor(wanted, limits);
       const targets = loopbackTargets(pairs, SERVER_DEFAULTS.port);
       const fits = capacityFor({ role: "both", connections: wanted, targets }, limits).both;
       const connections = f.connections ?? Math.min(DEFAULT_CONNECTIONS, Math.floor(fits.max));

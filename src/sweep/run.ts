@@ -8,7 +8,7 @@ import type { LoadPlan } from "../load/plan.ts";
 import { SERVER_DEFAULTS } from "../server/config.ts";
 import type { ClusterStats } from "../server/stats.ts";
 import { startServer, type RunningServer } from "../server/supervisor.ts";
-import { capacityFor, portsPerPair, workerNofile } from "../system/capacity.ts";
+import { capacityFor, pairsFor, workerNofile } from "../system/capacity.ts";
 import type { Limits } from "../system/limits.ts";
 import { ProcSampler, type TreeSample } from "../system/proc.ts";
 import { formatTarget, type Target } from "../system/targets.ts";
@@ -202,7 +202,7 @@ function uplotVersion(): string {
 
 /** Loopback destinations for a local round: enough (address, port) pairs that none runs out of ports. */
 function localTargets(connections: number, limits: Limits, port: number): Target[] {
-  const pairs = Math.max(1, Math.ceil(connections / (portsPerPair(limits) * PORT_SHARE)));
+  const pairs = pairsFor(connections, limits, PORT_SHARE);
   return Array.from({ length: pairs }, (_, i) => ({ host: `127.0.0.${i + 1}`, port }));
 }
 

@@ -132,6 +132,18 @@ export function portsPerPair(limits: Pick<Limits, "portRange" | "reservedPorts">
   return Math.max(0, r.high - r.low + 1 - reserved);
 }
 
+/**
+ * Use at most this share of a destination pair's ephemeral ports for a fast ramp. connect() searches the
+ * range for a free port, and the search grows with the fill: measured here, 50,000 connections ramped at
+ * 2,500/s over 3 pairs (60% full) and at 15,500/s over 9 pairs (20% full). Loopback addresses cost nothing.
+ */
+export const FAST_PORT_SHARE = 0.2;
+
+/** Destination (address, port) pairs that keep each pair's ephemeral range at most `share` full. */
+export function pairsFor(connections: number, limits: Pick<Limits, "portRange" | "reservedPorts">, share = FAST_PORT_SHARE): number {
+  return Math.max(1, Math.ceil(connections / (portsPerPair(limits) * share)));
+}
+
 /** Per-process open-files limit a worker will run with (hard, since Bun raises soft to hard). */
 export function workerNofile(limits: Limits): number {
   const n = limits.nofile;
