@@ -398,7 +398,7 @@ export class LoadWorker implements ConnHost {
     }
     let out = this.frame;
     if (count > 1) {
-      if (this.batch.byteLength < count * frameLen) this.batch = new Uint8Array(count * frameLen * 2);
+      if (this.batch.byteLength < count * frameLen) this.batch = new Uint8Array(Math.min(count * 2, fit) * frameLen);
       out = this.batch;
     }
     const v = this.stamp;
