@@ -52,3 +52,17 @@ test("demo: ramp, traffic, idle hold, report files with the server's count equal
   expect(svg).toContain("open (server /conns)");
   expect(svg.match(/<path d="M/g)?.length).toBe(3);
 }, 60_000);
+
+test("demo: Ctrl-C closes the connections, says how far it got, exits 130 and leaves the sysctls as they were", async () => {
+  const read = (key: string) => readFileSync(`/proc/sys/${key.replace(/\./g, "/")}`, "utf8").trim();
+  const keys = ["net.core.netdev_max_backlog", "net.ipv4.tcp_migrate_req"];
+  const before = keys.map(read);
+  const p = Bun.spawn([process.execPath, "src/cli.ts", "demo", "--connections", "2000", "--interval", "1000", "--duration", "60"], { stdout: "pipe", stderr: "pipe" });
+  const out = new Response(p.stdout).text();
+  await Bun.sleep(4000);
+  p.kill("SIGINT");
+  const [stdout, code] = await Promise.all([out, p.exited]);
+  expect(code).toBe(130);
+  expect(stdout).toMatch(/demo: interrupted at [\d,]+ of 2,000 connections open at the most, 0 failed/);
+  expect(keys.map(read)).toEqual(before);
+}, 60_000);

@@ -196,7 +196,11 @@ export function registerDemo(program: Command): void {
         // One sample at a time, in order, even when a cluster-wide /stats takes longer than a second.
         let sampling = Promise.resolve();
         const abort = new AbortController();
-        process.once("SIGINT", () => abort.abort());
+        process.once("SIGINT", () => {
+          progress.settle();
+          console.error("wsmillion demo: interrupted; closing connections, then putting the sysctls back");
+          abort.abort();
+        });
         const report = await runLoad(plan, {
           signal: abort.signal,
           onProgress: (s) => {
@@ -218,6 +222,11 @@ export function registerDemo(program: Command): void {
           console.log(`wrote ${join(f.out, "demo.json")}, demo.md and demo.svg`);
         }
         const t = report.traffic;
+        if (abort.signal.aborted) {
+          console.log(`\ndemo: interrupted at ${fmt(summary.peakOpen)} of ${fmt(connections)} connections open at the most, ${fmt(report.connections.failed)} failed`);
+          process.exitCode = 130;
+          return;
+        }
         console.log(
           `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
             `${summary.steadyMismatches} of ${summary.steadyCompared} steady samples where /conns differed; ` +
