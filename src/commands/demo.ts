@@ -14,7 +14,7 @@ import { timelineSvg } from "../report/timeline-svg.ts";
 import { SERVER_DEFAULTS, livenessProblem } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import { capacityFor, checkPlan, pairsFor, portsPerPair, workerNofile } from "../system/capacity.ts";
-import { applySysctls, restoreSysctls, type Applied } from "../system/fixes.ts";
+import { applySysctls, describeChange, restoreSysctls, type Applied } from "../system/fixes.ts";
 import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
 import { finalLine } from "./serve.ts";
@@ -56,13 +56,13 @@ function applyNeededSysctls(connections: number, targets: ReturnType<typeof loop
   const { findings } = checkPlan({ role: "both", connections, targets }, readLimits());
   const needed = findings.filter((f) => f.status === "fail" || (f.status === "warn" && ALSO_APPLIED.has(f.id)));
   const applied = applySysctls(needed.flatMap((f) => f.sysctls ?? []));
-  for (const a of applied) console.log(`sysctl: ${a.key} ${a.before} -> ${a.after}${a.ok ? "" : ` (${a.error})`}`);
+  for (const a of applied) console.log(`sysctl ${describeChange(a)}`);
   return applied;
 }
 
 /** Puts back the settings the demo changed; leaves alone any that someone changed meanwhile. */
 function restoreChangedSysctls(applied: Applied[]): void {
-  for (const r of restoreSysctls(applied)) console.log(`sysctl restored: ${r.key} ${r.before} -> ${r.after}${r.ok ? "" : ` (${r.error})`}`);
+  for (const r of restoreSysctls(applied)) console.log(`sysctl restored ${describeChange(r)}`);
 }
 
 export function timelineTable(s: TimelineSummary): string {

@@ -2,7 +2,7 @@
 // Exit 0 when the plan fits, 1 when a check fails for it (2 for usage errors, from cli.ts).
 import { Option, type Command } from "commander";
 import { COSTS, ROLES, checkPlan, fmtBytes, fmtCount, formatTarget, parseTargets, type Capacity, type Costs, type Finding, type PlanInput, type Role, type Target } from "../system/capacity.ts";
-import { applySysctls, persistSysctls, type Applied, type Persisted, type Sysctl } from "../system/fixes.ts";
+import { applySysctls, describeChange, persistSysctls, type Applied, type Persisted, type Sysctl } from "../system/fixes.ts";
 import { readLimits, type Limits } from "../system/limits.ts";
 import { renderTable } from "../report/table.ts";
 import { bytes, choice, integer } from "./options.ts";
@@ -83,7 +83,7 @@ export function renderText(r: DoctorReport): string {
 
   if (r.applied) {
     out.push(r.applied.length === 0 ? "--apply: no sysctl limits this plan; nothing to change" : "--apply (runtime only, gone at reboot unless persisted):");
-    for (const a of r.applied) out.push(`  ${a.key}: ${a.before ?? "?"} -> ${a.after ?? "?"}${a.ok ? "" : `  (${a.error})`}`);
+    for (const a of r.applied) out.push(`  ${describeChange(a)}`);
     out.push("");
   }
   if (r.persisted) out.push(r.persisted.ok ? `--persist: wrote ${r.persisted.path}` : `--persist: ${r.persisted.path} not written (${r.persisted.error})`, "");

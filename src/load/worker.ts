@@ -118,8 +118,9 @@ export class LoadWorker implements ConnHost {
   /** Writes the send timestamp and sequence (protocol/stamp.ts layout) into the shared payload. */
   private readonly stamp: DataView | null;
   private readonly frame: Uint8Array;
-  /** Several frames for one write (a tick's batch for one socket), grown on demand. */
+  /** Several frames for one write (a tick's batch for one socket), grown on demand up to batchFit frames. */
   private batch = new Uint8Array(0);
+  private readonly batchFit: number;
   private rampStart = 0;
   private rampMs = 0;
   private runStart = 0;
@@ -146,6 +147,7 @@ export class LoadWorker implements ConnHost {
     this.payload = new Uint8Array(shard.size).fill(0x78);
     this.frame = new Uint8Array(maxFrameBytes(shard.size));
     this.stamp = shard.size >= STAMP_BYTES ? new DataView(this.payload.buffer, 0, STAMP_BYTES) : null;
+    this.batchFit = Math.max(1, Math.floor(MAX_BATCH_BYTES / this.frame.byteLength));
     this.scheduler = shard.intervalMs > 0
       ? new SendScheduler(shard.slots, shard.intervalMs, shard.index, shard.workers, shard.totalConnections, (k, due, count) => this.sendOn(k, due, count))
       : null;
@@ -391,7 +393,7 @@ export class LoadWorker implements ConnHost {
     const now = performance.now();
     const frameLen = this.frame.byteLength;
     // A batch beyond what a socket buffer could take would only wait in our memory: skip the excess.
-    const fit = Math.max(1, Math.floor(MAX_BATCH_BYTES / frameLen));
+    const fit = this.batchFit;
     if (count > fit) {
       m.counters.sendsSkipped += count - fit;
       count = fit;

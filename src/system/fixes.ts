@@ -268,6 +268,11 @@ export function applySysctls(settings: Sysctl[], root = "/"): Applied[] {
   });
 }
 
+/** One change as people read it: `key: before -> after`, and why it did not take when it did not. */
+export function describeChange(a: Applied): string {
+  return `${a.key}: ${a.before ?? "?"} -> ${a.after ?? "?"}${a.ok ? "" : `  (${a.error})`}`;
+}
+
 /**
  * Puts back what applySysctls changed (and only that), unless someone else changed it since: a value that
  * no longer reads as ours is theirs now. Returns what was restored.
