@@ -8,7 +8,9 @@
 //   the kernel's per-write cost is most of the CPU (perf: ~80% kernel). Its floor, raw Bun sockets doing
 //   nothing but write pre-built frames and count bytes, is printed beside it.
 import { runLoad } from "../src/load/coordinator.ts";
-import { finish, loopbackTargets, node, rawEchoFloor, startServer, WS_CLIENTS } from "./load-lib.ts";
+import { completePlan } from "../src/load/plan.ts";
+import { NOFILE, finish, node, rawEchoFloor, startServer, WS_CLIENTS } from "./load-lib.ts";
+import { loopbackTargets } from "../src/system/targets.ts";
 
 const SECS = Number(process.argv[2] ?? 5);
 const SIZE = 100;
@@ -16,11 +18,11 @@ const SIZE = 100;
 const server = await startServer("echo");
 try {
   const shape = async (n: number, interval: number) => {
-    const ours = await runLoad({
-      targets: loopbackTargets(server.ws, 2), path: "/ws", connections: n, concurrency: 200, rate: 0, durationS: SECS, holdS: 0,
-      intervalMs: interval, size: SIZE, mode: "echo", headers: [], subprotocols: [], handshakeTimeoutMs: 10_000, reconnect: false, workers: 1,
-      sources: [], sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: null,
-    });
+    const ours = await runLoad(completePlan({
+      targets: loopbackTargets(2, server.ws), connections: n, concurrency: 200, durationS: SECS,
+      intervalMs: interval, size: SIZE, mode: "echo", workers: 1,
+      maxMessage: 1 << 20, statusUrl: null,
+    }, NOFILE));
     const t = ours.traffic;
     // CPU per moved message (sent + received) -> per echo (one send and one receive).
     const moved = t.achievedPerSec + t.receivedPerSec;

@@ -2,7 +2,9 @@
 // scale (about 3 GB of RAM, a minute of ramp on 2 cores): `bun bench/load-hold.ts 200000`; default 20,000.
 // Ratio: connections held / connections asked (1 meets the plan).
 import { runLoad } from "../src/load/coordinator.ts";
-import { finish, loopbackTargets } from "./load-lib.ts";
+import { completePlan } from "../src/load/plan.ts";
+import { NOFILE, finish } from "./load-lib.ts";
+import { loopbackTargets } from "../src/system/targets.ts";
 import { join } from "node:path";
 import { pairsFor } from "../src/system/capacity.ts";
 import { readLimits } from "../src/system/limits.ts";
@@ -29,11 +31,11 @@ let port = 0;
 }
 try {
   if (!port) throw new Error("wsmillion serve did not start");
-  const r = await runLoad({
-    targets: loopbackTargets(port, HOSTS), path: "/ws", connections: N, concurrency: 1000, rate: 0, durationS: 5, holdS: 0,
-    intervalMs: 0, size: 0, mode: "idle", headers: [], subprotocols: [], handshakeTimeoutMs: 30_000, reconnect: false,
-    workers: Math.ceil(N / 19_000), sources: [], sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: `http://127.0.0.1:${port}/conns`,
-  });
+  const r = await runLoad(completePlan({
+    targets: loopbackTargets(HOSTS, port), connections: N, concurrency: 1000, durationS: 5,
+    intervalMs: 0, size: 0, mode: "idle", handshakeTimeoutMs: 30_000,
+    workers: Math.ceil(N / 19_000), maxMessage: 1 << 20, statusUrl: `http://127.0.0.1:${port}/conns`,
+  }, NOFILE));
   const figures = {
     connections: N, openAtRamp: r.connections.openAtRamp, openAtEnd: r.connections.openAtEnd, failed: r.connections.failed,
     dropped: r.connections.dropped, rampSeconds: r.connections.rampSeconds, dialsPerSec: r.connections.dialsPerSecond,

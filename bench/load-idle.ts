@@ -1,8 +1,9 @@
 // Idle RSS per client connection at 19,000 connections in one load worker, against the floor (bare
 // Bun.connect sockets) and the `ws` client under Node. Target: <= 2.0 KB per connection.
 import { runLoad } from "../src/load/coordinator.ts";
-import { finish, loopbackTargets, node, runScript, startServer, WS_CLIENTS } from "./load-lib.ts";
-import type { LoadPlan } from "../src/load/plan.ts";
+import { completePlan } from "../src/load/plan.ts";
+import { NOFILE, finish, node, runScript, startServer, WS_CLIENTS } from "./load-lib.ts";
+import { loopbackTargets } from "../src/system/targets.ts";
 
 const N = Number(process.argv[2] ?? 19_000);
 const HOSTS = 4;
@@ -25,11 +26,11 @@ process.exit(0);
 
 const server = await startServer("echo");
 try {
-  const plan: LoadPlan = {
-    targets: loopbackTargets(server.ws, HOSTS), path: "/ws", connections: N, concurrency: 500, rate: 0, durationS: 1, holdS: 0,
-    intervalMs: 0, size: 0, mode: "idle", headers: [], subprotocols: [], handshakeTimeoutMs: 10_000, reconnect: false, workers: 1,
-    sources: [], sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: null,
-  };
+  const plan = completePlan({
+    targets: loopbackTargets(HOSTS, server.ws), connections: N, concurrency: 500, durationS: 1,
+    intervalMs: 0, size: 0, mode: "idle", workers: 1,
+    maxMessage: 1 << 20, statusUrl: null,
+  }, NOFILE);
   const ours = await runLoad(plan);
   const w = ours.workers[0]!;
   await Bun.sleep(1000);

@@ -6,18 +6,20 @@
 //   for one write per message (raw Bun sockets writing as fast as they can, same sink, same run): the
 //   scheduler batches a socket's overdue sends into one write, so it holds more than that floor.
 import { runLoad } from "../src/load/coordinator.ts";
-import { finish, loopbackTargets, rawWriteFloor, startServer } from "./load-lib.ts";
+import { completePlan } from "../src/load/plan.ts";
+import { NOFILE, finish, rawWriteFloor, startServer } from "./load-lib.ts";
+import { loopbackTargets } from "../src/system/targets.ts";
 
 const SECS = Number(process.argv[2] ?? 5);
 
 const server = await startServer("sink");
 try {
   const shape = async (connections: number, intervalMs: number) => {
-    const r = await runLoad({
-      targets: loopbackTargets(server.ws, 2), path: "/ws", connections, concurrency: 500, rate: 0, durationS: SECS, holdS: 0,
-      intervalMs, size: 100, mode: "send", headers: [], subprotocols: [], handshakeTimeoutMs: 10_000, reconnect: false, workers: 1,
-      sources: [], sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: null,
-    });
+    const r = await runLoad(completePlan({
+      targets: loopbackTargets(2, server.ws), connections, concurrency: 500, durationS: SECS,
+      intervalMs, size: 100, mode: "send", workers: 1,
+      maxMessage: 1 << 20, statusUrl: null,
+    }, NOFILE));
     const l = r.latency.lateness;
     console.log(
       `${connections} connections every ${intervalMs} ms (${r.traffic.offeredPerSec} msg/s offered by one worker): achieved ${r.traffic.achievedPerSec}/s, ` +

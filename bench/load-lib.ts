@@ -2,8 +2,12 @@
 // Node scripts driving the `ws` client as the baseline, and the final JSON line.
 import type { Socket, Subprocess } from "bun";
 import { join } from "node:path";
+import { workerNofile } from "../src/system/capacity.ts";
+import { readLimits } from "../src/system/limits.ts";
 
 export const ROOT = join(import.meta.dir, "..");
+/** The open-files limit a load worker runs with here (sizes plans as the CLI would). */
+export const NOFILE = workerNofile(readLimits());
 
 export interface ServerChild {
   ws: number;
@@ -169,4 +173,3 @@ export function finish(bench: string, figures: Record<string, unknown>, ratio: n
   console.log(JSON.stringify({ bench, figures, ratio: Math.round(ratio * 1000) / 1000 }));
 }
 
-export const loopbackTargets = (port: number, hosts: number) => Array.from({ length: hosts }, (_, i) => ({ host: `127.0.0.${i + 1}`, port }));

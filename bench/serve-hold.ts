@@ -11,7 +11,9 @@
 // connection, ramp time. Ratio: connections held / asked (1 meets the plan).
 // Usage: bun bench/serve-hold.ts [connections=200000] [addresses=N/(20% of a pair's range), 36 here] [concurrency=2000]
 import { runLoad } from "../src/load/coordinator.ts";
-import { finish, loopbackTargets } from "./load-lib.ts";
+import { completePlan } from "../src/load/plan.ts";
+import { NOFILE, finish } from "./load-lib.ts";
+import { loopbackTargets } from "../src/system/targets.ts";
 import { loadAverage, memAvailable, slabBytes, startWsmillion } from "./serve-lib.ts";
 import { portsPerPair } from "../src/system/capacity.ts";
 import { readLimits } from "../src/system/limits.ts";
@@ -55,11 +57,11 @@ let heldP: Promise<void> | null = null;
 const workers = Math.ceil(N / 19_000);
 try {
   const r = await runLoad(
-    {
-      targets: loopbackTargets(server.port, HOSTS), path: "/ws", connections: N, concurrency: CONCURRENCY, rate: 0, durationS: 10, holdS: 0,
-      intervalMs: 0, size: 0, mode: "idle", headers: [], subprotocols: [], handshakeTimeoutMs: 30_000, reconnect: false,
-      workers, sources: [], sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: `http://127.0.0.1:${server.port}/conns`,
-    },
+    completePlan({
+      targets: loopbackTargets(HOSTS, server.port), connections: N, concurrency: CONCURRENCY, durationS: 10,
+      intervalMs: 0, size: 0, mode: "idle", handshakeTimeoutMs: 30_000,
+      workers, maxMessage: 1 << 20, statusUrl: `http://127.0.0.1:${server.port}/conns`,
+    }, NOFILE),
     {
       onProgress(s) {
         minMem = Math.min(minMem, memAvailable());

@@ -6,8 +6,9 @@
 // the server cannot be asked for one, so neither are the baselines. Target: <= 2.0 KB per connection.
 // Usage: bun bench/serve-idle.ts [connections=19000]
 import { runLoad } from "../src/load/coordinator.ts";
-import type { LoadPlan } from "../src/load/plan.ts";
-import { finish, loopbackTargets } from "./load-lib.ts";
+import { completePlan } from "../src/load/plan.ts";
+import { NOFILE, finish } from "./load-lib.ts";
+import { loopbackTargets } from "../src/system/targets.ts";
 import { kib, loadAverage, settledRss, startBareBun, startWsmillion, startWsNode, type ServerUnderTest, type WsmillionServer } from "./serve-lib.ts";
 
 const N = Number(process.argv[2] ?? 19_000);
@@ -32,11 +33,11 @@ async function measure(start: () => Promise<ServerUnderTest>): Promise<Idle> {
     const before = await settledRss(server.pid);
     const wsm = "stats" in server ? (server as WsmillionServer) : null;
     let held: Promise<{ after: number; conns?: number; statsRss?: number }> | null = null;
-    const plan: LoadPlan = {
-      targets: loopbackTargets(server.port, HOSTS), path: "/ws", connections: N, concurrency: 500, rate: 0, durationS: 7, holdS: 0,
-      intervalMs: 0, size: 0, mode: "idle", headers: [], subprotocols: [], handshakeTimeoutMs: 10_000, reconnect: false, workers: 1,
-      sources: [], sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: null,
-    };
+    const plan = completePlan({
+      targets: loopbackTargets(HOSTS, server.port), connections: N, concurrency: 500, durationS: 7,
+      intervalMs: 0, size: 0, mode: "idle", workers: 1,
+      maxMessage: 1 << 20, statusUrl: null,
+    }, NOFILE);
     const r = await runLoad(plan, {
       onPhase(p) {
         // The ramp is over and every connection is idle: let the server settle, then read its RSS.

@@ -1,6 +1,6 @@
 // Entry point: parses argv (including the classic Go tool's single-dash flags) and dispatches to commands/.
 import { Command, CommanderError } from "commander";
-import { UsageError } from "./commands/options.ts";
+import { UsageError } from "./flags.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerLoad } from "./commands/load.ts";
 import { registerDoctor } from "./commands/doctor.ts";

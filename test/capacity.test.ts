@@ -16,7 +16,7 @@ import {
   type PlanInput,
 } from "../src/system/capacity.ts";
 import { readLimits, type Limits } from "../src/system/limits.ts";
-import { UsageError } from "../src/commands/options.ts";
+import { UsageError } from "../src/flags.ts";
 import { CASES, cleanupFixtures, fixtureRoot, type Case } from "./fixtures/doctor/fixture.ts";
 
 afterAll(cleanupFixtures);

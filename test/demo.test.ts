@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseMeminfo } from "../src/system/meminfo.ts";
 import { Timeline } from "../src/report/timeline.ts";
-import type { ProgressSnapshot } from "../src/load/coordinator.ts";
+import type { ProgressSnapshot } from "../src/load/report.ts";
 import type { ClusterStats } from "../src/server/stats.ts";
 
 test("timeline: counts are compared only when taken close together, never on a phase's first sample", async () => {

@@ -6,8 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildProgram, translateClassicFlags } from "../src/cli.ts";
 import { resolvePlan } from "../src/load/plan-check.ts";
-import type { LoadOptions } from "../src/load/plan.ts";
-import type { LoadReport } from "../src/load/coordinator.ts";
+import type { LoadOptions } from "../src/load/plan-check.ts";
+import { loadOptions, type RawLoadFlags } from "../src/commands/load.ts";
+import type { LoadReport } from "../src/load/report.ts";
 import { bunEcho, closedPort, runCli } from "./load-helpers.ts";
 
 const stops: (() => unknown)[] = [];
@@ -18,7 +19,7 @@ async function parse(argv: string[]): Promise<LoadOptions> {
   const program = buildProgram();
   const load = program.commands.find((c) => c.name() === "load")!;
   let got: LoadOptions | null = null;
-  load.action((url: string | undefined, f: Omit<LoadOptions, "url">) => { got = { ...f, url, header: f.header ?? [], subprotocol: f.subprotocol ?? [] }; });
+  load.action((url: string | undefined, f: RawLoadFlags) => { got = loadOptions(url, f); });
   await program.parseAsync(translateClassicFlags(["load", ...argv]), { from: "user" });
   return got!;
 }

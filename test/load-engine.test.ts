@@ -1,7 +1,8 @@
 // The load engine end to end (coordinator, worker processes, our codec) against independent servers:
 // a `ws` package server under Node, a bare Bun.serve, and `wsmillion serve`.
 import { afterAll, describe, expect, test } from "bun:test";
-import { runLoad, type LoadPhase } from "../src/load/coordinator.ts";
+import { runLoad } from "../src/load/coordinator.ts";
+import type { LoadPhase } from "../src/load/report.ts";
 import { bunEcho, local, plan, wsServer, type NodeServer } from "./load-helpers.ts";
 import { serve, type ServeHandle } from "./helpers/serve.ts";
 

@@ -1,7 +1,7 @@
 // Every failure cause the load generator names, provoked for real on loopback and explained.
 import { afterAll, describe, expect, test } from "bun:test";
 import { runLoad } from "../src/load/coordinator.ts";
-import type { LoadReport } from "../src/load/coordinator.ts";
+import type { LoadReport } from "../src/load/report.ts";
 import { acceptFor } from "../src/protocol/handshake.ts";
 import { bunEcho, closedPort, local, nodeServer, plan, rawServer, runCli } from "./load-helpers.ts";
 

@@ -2,7 +2,7 @@
 // peers that misbehave on purpose) and a CLI runner. Loopback only, free ports, everything stopped by PID.
 import type { Subprocess, TCPSocketListener } from "bun";
 import { join } from "node:path";
-import type { LoadPlan } from "../src/load/plan.ts";
+import { completePlan, type LoadPlan } from "../src/load/plan.ts";
 import type { Target } from "../src/system/targets.ts";
 
 export const ROOT = join(import.meta.dir, "..");
@@ -93,12 +93,12 @@ export function closedPort(): number {
   return p;
 }
 
+/** A small plan for tests: one worker, short, no status URL. */
 export function plan(targets: Target[], over: Partial<LoadPlan> = {}): LoadPlan {
-  return {
-    targets, path: "/ws", connections: 100, concurrency: 100, rate: 0, durationS: 1, holdS: 0, intervalMs: 100, size: 64,
-    mode: "echo", headers: [], subprotocols: [], handshakeTimeoutMs: 5000, reconnect: false, workers: 1, sources: [],
-    sourcePortBase: 0, maxMessage: 1 << 20, statusUrl: null, ...over,
-  };
+  return completePlan(
+    { targets, connections: 100, concurrency: 100, durationS: 1, intervalMs: 100, size: 64, handshakeTimeoutMs: 5000, workers: 1, maxMessage: 1 << 20, statusUrl: null, ...over },
+    20_000,
+  );
 }
 
 export const local = (port: number): Target[] => [{ host: "127.0.0.1", port }];

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { LoadReport } from "../src/load/coordinator.ts";
+import type { LoadReport } from "../src/load/report.ts";
 import { Tripwire, judge, CRITERIA_DEFAULTS } from "../src/sweep/criteria.ts";
 import { leastSquares } from "../src/sweep/findings.ts";
 import { CLASSIC_ROUNDS, between, classicPreset, heavier, matrixParsers, matrixRounds, roundsFromFile } from "../src/sweep/rounds.ts";

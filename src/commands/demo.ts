@@ -4,8 +4,9 @@
 import type { Command } from "commander";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runLoad, type LoadReport } from "../load/coordinator.ts";
-import type { LoadPlan } from "../load/plan.ts";
+import { runLoad } from "../load/coordinator.ts";
+import type { LoadReport } from "../load/report.ts";
+import { completePlan } from "../load/plan.ts";
 import { renderLoadReport } from "../report/load-report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderTable } from "../report/table.ts";
@@ -18,7 +19,7 @@ import { applySysctls, describeChange, restoreSysctls, type Applied } from "../s
 import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
 import { finalLine } from "./serve.ts";
-import { UsageError, bytes, integer } from "./options.ts";
+import { UsageError, bytes, integer } from "../flags.ts";
 
 interface DemoFlags {
   connections?: number;
@@ -38,8 +39,6 @@ const DEFAULT_CONNECTIONS = 50_000;
  * a 10 s limit reset 281 of them near the end of the ramp.
  */
 const DEMO_HANDSHAKE_TIMEOUT_S = 60;
-/** Load workers keep a few open files for themselves, as server workers do. */
-const LOAD_FD_RESERVE = 200;
 
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "unbounded");
 const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
@@ -165,27 +164,21 @@ export function registerDemo(program: Command): void {
         );
         console.log(`server: ws://127.0.0.1:${server.port}/ws, ${server.sizing.initial} workers, ${fmt(server.sizing.perWorker)} connections each`);
 
-        const plan: LoadPlan = {
-          targets: targets.map((t) => ({ ...t, port: server.port })),
-          path: SERVER_DEFAULTS.path,
-          connections,
-          concurrency: f.concurrency,
-          rate: 0,
-          durationS: f.duration,
-          holdS: f.hold,
-          intervalMs: f.interval,
-          size: f.size,
-          mode: "echo",
-          headers: [],
-          subprotocols: [],
-          handshakeTimeoutMs: DEMO_HANDSHAKE_TIMEOUT_S * 1000,
-          reconnect: false,
-          workers: Math.ceil(connections / (nofile - LOAD_FD_RESERVE)),
-          sources: [],
-          sourcePortBase: 0,
-          maxMessage: 1 << 20,
-          statusUrl: `http://127.0.0.1:${server.port}/conns`,
-        };
+        const plan = completePlan(
+          {
+            targets: targets.map((t) => ({ ...t, port: server.port })),
+            connections,
+            concurrency: f.concurrency,
+            durationS: f.duration,
+            holdS: f.hold,
+            intervalMs: f.interval,
+            size: f.size,
+            mode: "echo",
+            handshakeTimeoutMs: DEMO_HANDSHAKE_TIMEOUT_S * 1000,
+            statusUrl: `http://127.0.0.1:${server.port}/conns`,
+          },
+          nofile,
+        );
         console.log(
           `load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s` +
             (f.hold > 0 ? `, then ${f.hold} s idle` : ""),

@@ -5,7 +5,7 @@ import { COSTS, ROLES, checkPlan, fmtBytes, fmtCount, formatTarget, parseTargets
 import { applySysctls, describeChange, persistSysctls, type Applied, type Persisted, type Sysctl } from "../system/fixes.ts";
 import { readLimits, type Limits } from "../system/limits.ts";
 import { renderTable } from "../report/table.ts";
-import { bytes, choice, integer } from "./options.ts";
+import { bytes, choice, integer } from "../flags.ts";
 
 interface DoctorFlags {
   role: Role;

@@ -3,28 +3,31 @@
 // arrive here as their long forms (cli.ts translates them).
 import type { Command } from "commander";
 import { writeFileSync } from "node:fs";
-import { bytes, choice, collect, integer, workers } from "./options.ts";
-import { LOAD_MODES, type LoadOptions } from "../load/plan.ts";
-import { resolvePlan } from "../load/plan-check.ts";
-import { runLoad, type LoadReport } from "../load/coordinator.ts";
+import { bytes, choice, collect, integer, seconds, workers } from "../flags.ts";
+import { DEFAULT_PATH, LOAD_DEFAULTS, LOAD_MODES } from "../load/plan.ts";
+import { resolvePlan, type LoadOptions } from "../load/plan-check.ts";
+import { runLoad } from "../load/coordinator.ts";
+import type { LoadReport } from "../load/report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderLoadReport } from "../report/load-report.ts";
 
-export const LOAD_DEFAULTS = {
+/** Flag defaults: the plan's own, in the flags' units. */
+const d = {
   connections: 1000,
-  concurrency: 500,
-  rate: 0,
-  duration: 10,
-  hold: 0,
-  interval: 1000,
-  size: 100,
-  mode: "echo" as const,
+  concurrency: LOAD_DEFAULTS.concurrency,
+  rate: LOAD_DEFAULTS.rate,
+  duration: LOAD_DEFAULTS.durationS,
+  hold: LOAD_DEFAULTS.holdS,
+  interval: LOAD_DEFAULTS.intervalMs,
+  size: LOAD_DEFAULTS.size,
+  mode: LOAD_DEFAULTS.mode,
   workers: "auto" as const,
-  handshakeTimeout: 10_000,
-  maxMessage: 16 << 20,
+  handshakeTimeout: LOAD_DEFAULTS.handshakeTimeoutMs / 1000,
+  maxMessage: LOAD_DEFAULTS.maxMessage,
 };
 
-interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subprotocol" | "sourcePorts"> {
+export interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subprotocol" | "sourcePorts" | "handshakeTimeoutMs"> {
+  handshakeTimeout: number;
   header?: string[];
   subprotocol?: string[];
   sourcePorts?: "explicit" | "kernel";
@@ -32,14 +35,22 @@ interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subprotocol
   quiet?: boolean;
 }
 
+/** The parsed flags as plan options (repeatables filled in, durations in the plan's units). */
+export function loadOptions(url: string | undefined, f: RawLoadFlags): LoadOptions {
+  const { handshakeTimeout, json: _json, quiet: _quiet, ...rest } = f;
+  return {
+    ...rest, url, header: f.header ?? [], subprotocol: f.subprotocol ?? [], sourcePorts: f.sourcePorts ?? "explicit",
+    handshakeTimeoutMs: Math.round(handshakeTimeout * 1000),
+  };
+}
+
 export function registerLoad(program: Command): void {
-  const d = LOAD_DEFAULTS;
   program
     .command("load")
     .description("Open many WebSocket connections against any RFC 6455 server, drive traffic, report what happened")
     .argument("[url]", "ws://host:port/path of the server (or use -addr/--targets)")
     .option("--addr <host:port>", "server address (classic -addr)")
-    .option("--path <path>", `request path (classic -path; default ${"/ws"}, or the URL's path)`)
+    .option("--path <path>", `request path (classic -path; default ${DEFAULT_PATH}, or the URL's path)`)
     .option("--targets <spec>", "destination pairs to spread connections over: 127.0.0.1-16:8080, 127.0.0.1:8080-8083, or a comma list")
     .option("--connections <n>", "connections to open (classic -con)", integer("--connections", 1, 10_000_000), d.connections)
     .option("--concurrency <n>", "dials in flight at once (classic -co)", integer("--concurrency", 1, 1_000_000), d.concurrency)
@@ -52,7 +63,7 @@ export function registerLoad(program: Command): void {
     .option("--workers <auto|n>", "load worker processes (auto: enough to stay under the open-files limit)", workers("--workers"), d.workers)
     .option("--header <K:V>", "extra upgrade request header (repeatable)", collect)
     .option("--subprotocol <name>", "offer this Sec-WebSocket-Protocol (repeatable)", collect)
-    .option("--handshake-timeout <ms>", "give up on a dial not upgraded within <ms>", integer("--handshake-timeout", 1, 3_600_000), d.handshakeTimeout)
+    .option("--handshake-timeout <s>", "give up on a dial not upgraded within <s> seconds (or e.g. 2500ms)", seconds("--handshake-timeout", 0.001, 3600, true), d.handshakeTimeout)
     .option("--reconnect", "keep N open: reopen dropped or failed connections with jittered exponential backoff", false)
     .option("--source <addrs>", "bind these source addresses (e.g. 127.0.0.2-9); default: no bind")
     .option("--source-ports <how>", "with --source: explicit (we assign local ports) or kernel (the kernel searches)", choice("--source-ports", ["explicit", "kernel"] as const), "explicit")
@@ -62,8 +73,7 @@ export function registerLoad(program: Command): void {
     .option("--json <file>", "write the full report as JSON")
     .option("--quiet", "no live progress; report only")
     .action(async (url: string | undefined, f: RawLoadFlags) => {
-      const opts: LoadOptions = { ...f, url, header: f.header ?? [], subprotocol: f.subprotocol ?? [], sourcePorts: f.sourcePorts ?? "explicit" };
-      const { plan, warnings } = resolvePlan(opts);
+      const { plan, warnings } = resolvePlan(loadOptions(url, f));
       for (const w of warnings) console.error(`warning: ${w}`);
       const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY), plan.mode === "receive" || plan.mode === "idle" ? "push" : "rtt");
       const abort = new AbortController();

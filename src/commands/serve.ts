@@ -5,7 +5,7 @@ import { startServer } from "../server/supervisor.ts";
 import type { ClusterStats } from "../server/stats.ts";
 import { startupWarnings, workerNofile } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
-import { UsageError, bytes, choice, collect, integer, workers } from "./options.ts";
+import { UsageError, bytes, choice, collect, integer, seconds, workers } from "../flags.ts";
 
 const d = SERVER_DEFAULTS;
 
@@ -50,7 +50,7 @@ export function registerServe(program: Command): void {
     .option("--sendtick <ms>", "push mode: each connection gets a payload every <ms>", integer("--sendtick", 1), d.sendtick)
     .option("--ping-interval <s>", "ping every connection this often (0: off)", integer("--ping-interval", 0, 3600), d.pingInterval)
     .option("--idle-timeout <s>", "close connections not heard from this long (0: off; longer than --ping-interval)", integer("--idle-timeout", 0, 86_400), d.idleTimeout)
-    .option("--handshake-timeout <s>", "drop a connection whose upgrade request is not complete by then", integer("--handshake-timeout", 1, 255), d.handshakeTimeout)
+    .option("--handshake-timeout <s>", "drop a connection whose upgrade request is not complete by then", seconds("--handshake-timeout", 1, 255), d.handshakeTimeout)
     .option("--drain-timeout <s>", "on SIGTERM/SIGINT, wait this long for clients to finish closing", integer("--drain-timeout", 0, 3600), d.drainTimeout)
     .option("--deflate", "enable permessage-deflate", d.deflate)
     .option("--subprotocol <name>", "require and answer this Sec-WebSocket-Protocol")

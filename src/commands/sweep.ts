@@ -15,8 +15,8 @@ import { machineCapacity, runSweep, type RemoteTarget, type SweepOptions } from 
 import type { SweepReport } from "../sweep/schema.ts";
 import { portsPerPair } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
-import { parseTargets } from "../system/targets.ts";
-import { UsageError, choice, decimal, integer, workers } from "./options.ts";
+import { parseTargets, parseWsUrl } from "../system/targets.ts";
+import { UsageError, choice, decimal, integer, workers } from "../flags.ts";
 
 export const SWEEP_DEFAULTS = {
   connections: [1000],
@@ -68,10 +68,9 @@ function lateness(raw: string): number | "interval" {
 }
 
 function remoteTarget(spec: string, pathFlag: string | undefined): RemoteTarget {
-  const targets = parseTargets(spec, "--target");
-  const m = /^wss?:\/\/[^/?#]*([^?#]*)/i.exec(spec);
-  if (/^wss:/i.test(spec)) throw new UsageError("--target: wss:// (TLS) is not supported by the load client yet; use ws://");
-  const path = pathFlag ?? (m && m[1] ? m[1] : SWEEP_DEFAULTS.path);
+  const url = /^wss?:\/\//i.test(spec) ? parseWsUrl(spec, "--target") : { targets: parseTargets(spec, "--target"), path: null };
+  const targets = url.targets;
+  const path = pathFlag ?? url.path ?? SWEEP_DEFAULTS.path;
   if (!path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${path}'`);
   return { spec, targets, path };
 }

@@ -1,12 +1,39 @@
-// Options -> LoadPlan, and the pre-dial check of that plan against the machine's limits (open files per
-// process, ephemeral ports per destination pair, memory). Mistakes are UsageErrors (one line each, exit 2)
-// naming the flag and the fix.
-import { UsageError } from "../commands/options.ts";
+// The load command's flags -> LoadPlan (through completePlan), and the pre-dial check of that plan against
+// the machine's limits (open files per process, ephemeral ports per destination pair, memory). Mistakes
+// are UsageErrors (one line each, exit 2) naming the flag and the fix.
+import { UsageError } from "../flags.ts";
 import { readLimits, type Limits } from "../system/limits.ts";
-import { parseTargets, formatTarget, type Target } from "../system/targets.ts";
+import { parseTargets, parseWsUrl, type Target } from "../system/targets.ts";
 import { portsPerPair, processesFor, socketsPerProcess, startupWarnings, workerNofile } from "../system/capacity.ts";
-import { DEFAULT_PATH, slotsOf, type LoadOptions, type LoadPlan } from "./plan.ts";
+import { DEFAULT_PATH, completePlan, isSending, loadWorkersFor, slotsOf, type LoadMode, type LoadPlan } from "./plan.ts";
 import { STAMP_BYTES } from "../protocol/stamp.ts";
+
+/** What the load command's flags say, before resolution. */
+export interface LoadOptions {
+  url?: string;
+  addr?: string;
+  path?: string;
+  targets?: string;
+  connections: number;
+  concurrency: number;
+  rate: number;
+  duration: number;
+  hold: number;
+  interval: number;
+  size: number;
+  mode: LoadMode;
+  workers: number | "auto";
+  header: string[];
+  subprotocol: string[];
+  handshakeTimeoutMs: number;
+  reconnect: boolean;
+  source?: string;
+  sourcePorts: "explicit" | "kernel";
+  maxMessage: number;
+  statusUrl?: string;
+  /** false with --no-check: dial even when the plan check says it cannot work. */
+  check: boolean;
+}
 
 export interface ResolvedPlan {
   plan: LoadPlan;
@@ -48,10 +75,9 @@ function resolveTargets(o: LoadOptions): { targets: Target[]; path: string } {
   let targets: Target[] = [];
   if (o.url) {
     if (!/^wss?:\/\//i.test(o.url)) throw new UsageError(`the target URL must start with ws://, got '${o.url}' (or use -addr host:port)`);
-    if (/^wss:/i.test(o.url)) throw new UsageError(`wss:// (TLS) is not supported by the load client yet; use ws://`);
-    targets = parseTargets(o.url, "URL");
-    const m = /^wss?:\/\/[^/?#]*([^#]*)/i.exec(o.url);
-    path ??= m && m[1] ? m[1] : "/";
+    const url = parseWsUrl(o.url, "URL");
+    targets = url.targets;
+    path ??= url.path ?? "/";
   }
   if (o.addr) {
     if (o.url) throw new UsageError(`give either a ws:// URL or --addr (-addr), not both`);
@@ -77,7 +103,7 @@ export function resolvePlan(o: LoadOptions, limits: Limits = readLimits()): Reso
     problems.push(`open-files limit ${nofile} leaves no room for sockets (each worker keeps ${nofile - perProcess} for itself); raise ulimit -n`);
     workers = o.workers === "auto" ? 1 : o.workers;
   } else if (o.workers === "auto") {
-    workers = Math.max(1, Math.min(connections, processesFor(connections, nofile)));
+    workers = loadWorkersFor(connections, nofile);
   } else {
     workers = Math.min(o.workers, Math.max(1, connections));
     const busiest = slotsOf(0, workers, connections);
@@ -101,15 +127,12 @@ export function resolvePlan(o: LoadOptions, limits: Limits = readLimits()): Reso
     for (const p of problems) warnings.push(`${p} (--no-check: dialing anyway)`);
   }
 
-  const sending = o.mode === "echo" || o.mode === "send";
+  const sending = isSending(o.mode);
   if (sending && o.interval > 0 && o.size < STAMP_BYTES) {
     warnings.push(`--size ${o.size}: payloads under ${STAMP_BYTES} bytes carry no timestamp, so no round trips are measured`);
   }
   if (o.mode === "echo" && o.interval === 0) warnings.push(`--interval 0 with --mode echo: connections stay idle (no round trips)`);
   if (o.rate > 0 && o.rate < workers) warnings.push(`--rate ${o.rate} is below one dial per second per worker; each worker still dials at 1/s`);
-
-  let statusUrl: string | null = `http://${formatTarget(targets[0]!)}/conns`;
-  if (o.statusUrl !== undefined) statusUrl = o.statusUrl === "off" ? null : o.statusUrl;
 
   let sourcePortBase = 0;
   if (sources.length > 0 && o.sourcePorts === "explicit") {
@@ -117,28 +140,29 @@ export function resolvePlan(o: LoadOptions, limits: Limits = readLimits()): Reso
     sourcePortBase = r ? r.low : 32768;
   }
 
-  return {
-    warnings,
-    plan: {
+  const plan = completePlan(
+    {
       targets,
       path,
       connections,
-      concurrency: Math.min(o.concurrency, connections),
+      concurrency: o.concurrency,
       rate: o.rate,
       durationS: o.duration,
       holdS: o.hold,
-      intervalMs: sending ? o.interval : 0,
+      intervalMs: o.interval,
       size: o.size,
       mode: o.mode,
       headers: o.header.map(parseHeader),
       subprotocols: o.subprotocol,
-      handshakeTimeoutMs: o.handshakeTimeout,
+      handshakeTimeoutMs: o.handshakeTimeoutMs,
       reconnect: o.reconnect,
       workers,
       sources,
       sourcePortBase,
       maxMessage: o.maxMessage,
-      statusUrl,
+      ...(o.statusUrl !== undefined ? { statusUrl: o.statusUrl === "off" ? null : o.statusUrl } : {}),
     },
-  };
+    nofile,
+  );
+  return { warnings, plan };
 }

@@ -1,6 +1,10 @@
-// Options -> LoadPlan (validated, resolved) -> one shard per load worker. Slots are interleaved across
-// workers (global slot g = worker + k*workers) so every worker's sends and destinations are spread evenly.
-import type { Target } from "../system/targets.ts";
+// The load plan: the one home of its shape, its defaults, the load-worker count and its split into shards.
+// Every run (load, demo, sweep) builds its plan with `completePlan` and runs it through `shardPlan`.
+// Slots are interleaved across workers (global slot g = worker + k*workers) so every worker's sends and
+// destinations are spread evenly; a shard is self-contained, so it can go to a local worker process or,
+// later, to another machine's.
+import { processesFor } from "../system/capacity.ts";
+import { formatTarget, type Target } from "../system/targets.ts";
 
 export type LoadMode = "echo" | "send" | "receive" | "idle";
 export const LOAD_MODES: readonly LoadMode[] = ["echo", "send", "receive", "idle"];
@@ -40,27 +44,71 @@ export interface LoadPlan {
   statusUrl: string | null;
 }
 
-/** What one load worker runs. */
-export interface WorkerShard {
+export const DEFAULT_PATH = "/ws";
+
+/** The defaults of every plan; flags and callers override them field by field. */
+export const LOAD_DEFAULTS = {
+  path: DEFAULT_PATH,
+  concurrency: 500,
+  rate: 0,
+  durationS: 10,
+  holdS: 0,
+  intervalMs: 1000,
+  size: 100,
+  mode: "echo",
+  handshakeTimeoutMs: 10_000,
+  reconnect: false,
+  maxMessage: 16 << 20,
+} as const satisfies Partial<LoadPlan>;
+
+/** What a caller must say; everything else has a default. */
+export type PlanInput = Partial<LoadPlan> & Pick<LoadPlan, "targets" | "connections">;
+
+/** Load worker processes for a number of connections: enough to stay under the open-files limit. */
+export function loadWorkersFor(connections: number, nofile: number): number {
+  return Math.max(1, Math.min(connections, processesFor(connections, nofile)));
+}
+
+export const isSending = (mode: LoadMode): boolean => mode === "echo" || mode === "send";
+
+/** A complete plan from what the caller said, with the defaults for the rest. */
+export function completePlan(input: PlanInput, nofile: number): LoadPlan {
+  const d = LOAD_DEFAULTS;
+  const connections = input.connections;
+  const mode = input.mode ?? d.mode;
+  return {
+    targets: input.targets,
+    path: input.path ?? d.path,
+    connections,
+    concurrency: Math.min(input.concurrency ?? d.concurrency, connections),
+    rate: input.rate ?? d.rate,
+    durationS: input.durationS ?? d.durationS,
+    holdS: input.holdS ?? d.holdS,
+    intervalMs: isSending(mode) ? (input.intervalMs ?? d.intervalMs) : 0,
+    size: input.size ?? d.size,
+    mode,
+    headers: input.headers ?? [],
+    subprotocols: input.subprotocols ?? [],
+    handshakeTimeoutMs: input.handshakeTimeoutMs ?? d.handshakeTimeoutMs,
+    reconnect: input.reconnect ?? d.reconnect,
+    workers: input.workers ?? loadWorkersFor(connections, nofile),
+    sources: input.sources ?? [],
+    sourcePortBase: input.sourcePortBase ?? 0,
+    maxMessage: input.maxMessage ?? d.maxMessage,
+    statusUrl: input.statusUrl !== undefined ? input.statusUrl : `http://${formatTarget(input.targets[0]!)}/conns`,
+  };
+}
+
+/** Plan fields that belong to the whole run, not to one worker's share of it. */
+type RunWide = "connections" | "workers" | "durationS" | "holdS" | "statusUrl";
+
+/** What one load worker runs: the plan's per-connection settings and this worker's share of the fleet-wide caps. */
+export interface WorkerShard extends Omit<LoadPlan, RunWide> {
   index: number;
   workers: number;
   /** Connections this worker holds. */
   slots: number;
   totalConnections: number;
-  targets: Target[];
-  path: string;
-  sources: string[];
-  sourcePortBase: number;
-  concurrency: number;
-  rate: number;
-  handshakeTimeoutMs: number;
-  mode: LoadMode;
-  intervalMs: number;
-  size: number;
-  headers: [string, string][];
-  subprotocols: string[];
-  reconnect: boolean;
-  maxMessage: number;
 }
 
 /** Connections of worker w when N are interleaved over W workers. */
@@ -75,65 +123,24 @@ function share(total: number, slots: number, connections: number): number {
 }
 
 export function shardPlan(plan: LoadPlan): WorkerShard[] {
-  const workers = Math.max(1, Math.min(plan.workers, Math.max(1, plan.connections)));
-  const out: WorkerShard[] = [];
-  for (let w = 0; w < workers; w++) {
-    const slots = slotsOf(w, workers, plan.connections);
-    out.push({
-      index: w,
+  const { connections, workers: wanted, durationS: _d, holdS: _h, statusUrl: _s, ...perConnection } = plan;
+  const workers = Math.max(1, Math.min(wanted, Math.max(1, connections)));
+  return Array.from({ length: workers }, (_, index) => {
+    const slots = slotsOf(index, workers, connections);
+    return {
+      ...perConnection,
+      index,
       workers,
       slots,
-      totalConnections: plan.connections,
-      targets: plan.targets,
-      path: plan.path,
-      sources: plan.sources,
-      sourcePortBase: plan.sourcePortBase,
-      concurrency: share(plan.concurrency, slots, plan.connections),
-      rate: share(plan.rate, slots, plan.connections),
-      handshakeTimeoutMs: plan.handshakeTimeoutMs,
-      mode: plan.mode,
-      intervalMs: plan.mode === "echo" || plan.mode === "send" ? plan.intervalMs : 0,
-      size: plan.size,
-      headers: plan.headers,
-      subprotocols: plan.subprotocols,
-      reconnect: plan.reconnect,
-      maxMessage: plan.maxMessage,
-    });
-  }
-  return out;
+      totalConnections: connections,
+      concurrency: share(plan.concurrency, slots, connections),
+      rate: share(plan.rate, slots, connections),
+    };
+  });
 }
 
 /** Messages per second the plan offers fleet-wide. */
 export function offeredRate(plan: Pick<LoadPlan, "connections" | "intervalMs" | "mode">): number {
-  if (plan.intervalMs <= 0 || (plan.mode !== "echo" && plan.mode !== "send")) return 0;
+  if (plan.intervalMs <= 0 || !isSending(plan.mode)) return 0;
   return (plan.connections * 1000) / plan.intervalMs;
 }
-
-/** What the load command's flags say, before resolution. */
-export interface LoadOptions {
-  url?: string;
-  addr?: string;
-  path?: string;
-  targets?: string;
-  connections: number;
-  concurrency: number;
-  rate: number;
-  duration: number;
-  hold: number;
-  interval: number;
-  size: number;
-  mode: LoadMode;
-  workers: number | "auto";
-  header: string[];
-  subprotocol: string[];
-  handshakeTimeout: number;
-  reconnect: boolean;
-  source?: string;
-  sourcePorts: "explicit" | "kernel";
-  maxMessage: number;
-  statusUrl?: string;
-  /** false with --no-check: dial even when the plan check says it cannot work. */
-  check: boolean;
-}
-
-export const DEFAULT_PATH = "/ws";

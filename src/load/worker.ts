@@ -13,34 +13,11 @@ import {
   Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_IDLE, ST_OPEN, ST_UPGRADING,
   abortDial, closeConn, dial, terminateConn, writeBytes, type ConnHost,
 } from "./connection.ts";
-import { Metrics, type Counters, type MetricsSnapshot } from "./metrics.ts";
+import { Metrics } from "./metrics.ts";
 import { SendScheduler } from "./scheduler.ts";
 import { localPortOf, sourceIndexOf, targetIndexOf } from "./addresses.ts";
+import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import type { WorkerShard } from "./plan.ts";
-
-/** Coordinator -> worker. `run.t0` is a wall-clock ms shared by all workers. */
-export type CoordinatorMsg =
-  | { type: "start"; shard: WorkerShard }
-  | { type: "run"; t0: number; durationS: number }
-  | { type: "hold" }
-  | { type: "close"; timeoutMs: number };
-
-export interface ProcessFigures {
-  rssBytes: number;
-  cpuUserUs: number;
-  cpuSystemUs: number;
-  /** Worst event-loop lag since the previous report. */
-  lagMaxMs: number;
-}
-
-/** Worker -> coordinator. */
-export type WorkerMsg =
-  | { type: "ready"; pid: number; baseRssBytes: number }
-  | { type: "tick"; counters: Counters; errors: Record<string, number>; recent: string; recentLateness: string; proc: ProcessFigures; planned: number }
-  | { type: "ramped"; counters: Counters; rampMs: number; rssBytes: number; cpuUs: number }
-  | { type: "held"; counters: Counters; cpuUs: number; runMs: number }
-  | { type: "final"; snapshot: MetricsSnapshot; proc: ProcessFigures; baseRssBytes: number; peakRssBytes: number; rampRssBytes: number; rampOpen: number; planned: number; runMs: number }
-  | { type: "fatal"; message: string };
 
 /** Soft RLIMIT_NOFILE of this process (0 when unknown). */
 function nofileSoft(): number {
@@ -135,7 +112,7 @@ export class LoadWorker implements ConnHost {
   private nofile = 0;
   private baseFds = 0;
 
-  constructor(readonly shard: WorkerShard, private readonly emit: (msg: WorkerMsg) => void) {
+  constructor(readonly shard: WorkerShard, private readonly emit: (msg: WorkerToCoordinator) => void) {
     this.templates = shard.targets.map((t) => new RequestTemplate({ host: formatTarget(t), path: shard.path, subprotocols: shard.subprotocols, headers: shard.headers }));
     this.subprotocols = shard.subprotocols;
     this.maxMessage = shard.maxMessage;
@@ -164,14 +141,14 @@ export class LoadWorker implements ConnHost {
     Bun.gc(true);
     this.baseRss = rssNow();
     this.peakRss = this.baseRss;
-    this.emit({ type: "ready", pid: process.pid, baseRssBytes: this.baseRss });
+    this.emit({ t: "ready", pid: process.pid, baseRssBytes: this.baseRss });
     this.phase = "ramp";
     this.rampStart = performance.now();
     this.tokensAt = this.rampStart;
     this.tokens = this.shard.rate > 0 ? Math.min(this.shard.rate, Math.max(1, this.shard.rate * RATE_BURST_S)) : 0;
     this.lagExpected = performance.now() + CONTROL_TICK_MS;
     this.control = setInterval(() => this.controlTick(), CONTROL_TICK_MS);
-    this.report = setInterval(() => this.sendTick(), 1000);
+    this.report = setInterval(() => this.sendFigures(), 1000);
     if (this.shard.slots === 0) this.finishRamp();
     else this.pump();
   }
@@ -190,7 +167,7 @@ export class LoadWorker implements ConnHost {
     this.scheduler?.stop();
     if (this.phase === "run") {
       this.runMs = performance.now() - this.runStart;
-      this.emit({ type: "held", counters: { ...this.metrics.counters }, cpuUs: cpuTotalUs(), runMs: this.runMs });
+      this.emit({ t: "held", counters: { ...this.metrics.counters }, cpuUs: cpuTotalUs(), runMs: this.runMs });
     }
     this.phase = "hold";
   }
@@ -215,10 +192,10 @@ export class LoadWorker implements ConnHost {
     if (this.report) clearInterval(this.report);
   }
 
-  finalMessage(): WorkerMsg {
+  finalMessage(): WorkerToCoordinator {
     const cpu = process.cpuUsage();
     return {
-      type: "final",
+      t: "final",
       snapshot: this.metrics.snapshot(),
       proc: { rssBytes: rssNow(), cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
       baseRssBytes: this.baseRss,
@@ -283,7 +260,7 @@ export class LoadWorker implements ConnHost {
     this.rampRss = rssNow();
     this.rampOpen = this.metrics.counters.open;
     if (this.rampRss > this.peakRss) this.peakRss = this.rampRss;
-    this.emit({ type: "ramped", counters: { ...this.metrics.counters }, rampMs: this.rampMs, rssBytes: this.rampRss, cpuUs: cpuTotalUs() });
+    this.emit({ t: "ramped", counters: { ...this.metrics.counters }, rampMs: this.rampMs, rssBytes: this.rampRss, cpuUs: cpuTotalUs() });
   }
 
   // Dialing
@@ -363,12 +340,12 @@ export class LoadWorker implements ConnHost {
     if (this.phase === "ramp" || this.rqDue.length > 0) this.pump();
   }
 
-  private sendTick(): void {
+  private sendFigures(): void {
     const rss = rssNow();
     if (rss > this.peakRss) this.peakRss = rss;
     const cpu = process.cpuUsage();
     this.emit({
-      type: "tick",
+      t: "figures",
       counters: { ...this.metrics.counters },
       errors: { ...this.metrics.errors },
       recent: this.metrics.takeRecent(),
@@ -464,16 +441,16 @@ export class LoadWorker implements ConnHost {
 /** Process entry: the coordinator talks to us over IPC. */
 function main(): void {
   let worker: LoadWorker | null = null;
-  const send = (msg: WorkerMsg): void => { process.send?.(msg); };
+  const send = (msg: WorkerToCoordinator): void => { process.send?.(msg); };
   process.on("message", (raw: unknown) => {
-    const msg = raw as CoordinatorMsg;
+    const msg = raw as CoordinatorToWorker;
     try {
-      if (msg.type === "start") {
+      if (msg.t === "start") {
         worker = new LoadWorker(msg.shard, send);
         worker.start();
-      } else if (msg.type === "run") worker?.run(msg.t0);
-      else if (msg.type === "hold") worker?.hold();
-      else if (msg.type === "close") {
+      } else if (msg.t === "run") worker?.run(msg.t0);
+      else if (msg.t === "hold") worker?.hold();
+      else if (msg.t === "close") {
         const w = worker;
         if (!w) return;
         void w.close(msg.timeoutMs).then(() => {
@@ -482,7 +459,7 @@ function main(): void {
         });
       }
     } catch (err) {
-      send({ type: "fatal", message: err instanceof Error ? err.stack ?? err.message : String(err) });
+      send({ t: "fatal", message: err instanceof Error ? err.stack ?? err.message : String(err) });
       setTimeout(() => process.exit(1), 50);
     }
   });

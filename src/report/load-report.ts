@@ -2,7 +2,7 @@
 // latency percentiles, offered vs achieved throughput, send lateness, generator cost, the server's count.
 import { renderTable } from "./table.ts";
 import { HIST_LABELS, HIST_NAMES, type HistName } from "../load/metrics.ts";
-import type { LoadReport } from "../load/coordinator.ts";
+import type { LoadReport } from "../load/report.ts";
 
 function num(v: number): string {
   return Math.round(v).toLocaleString("en-US");

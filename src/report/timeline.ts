@@ -1,6 +1,6 @@
 // A run's timeline, one sample a second: the generator's count beside the server's own /conns, and where the
 // memory went (server processes, load processes, kernel). It is what proves a long run held steady.
-import type { LoadPhase, ProgressSnapshot } from "../load/coordinator.ts";
+import type { LoadPhase, ProgressSnapshot } from "../load/report.ts";
 import type { ClusterStats } from "../server/stats.ts";
 import { readMeminfo, type MemSample } from "../system/meminfo.ts";
 

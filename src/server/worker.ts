@@ -178,7 +178,7 @@ function listen(on: boolean): void {
       port,
       reusePort: true,
       // Bun's HTTP idle timeout is what drops a half-sent upgrade request.
-      idleTimeout: Math.min(255, config.handshakeTimeout),
+      idleTimeout: Math.min(255, Math.ceil(config.handshakeTimeout)),
       fetch,
       websocket,
     });

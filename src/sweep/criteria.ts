@@ -1,7 +1,7 @@
 // When a round has failed: too many connection errors, round trips too slow, or the generator so far
 // behind its schedule that the offered load was never applied. Checked live (to stop a round early) and
 // once more on the round's merged figures (the verdict in the report).
-import type { LoadReport } from "../load/coordinator.ts";
+import type { LoadReport } from "../load/report.ts";
 import type { SweepSample } from "./schema.ts";
 
 export interface Criteria {

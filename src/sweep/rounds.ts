@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
 import { parse as parseYaml } from "yaml";
-import { UsageError, bytes, integer } from "../commands/options.ts";
+import { UsageError, bytes, integer } from "../flags.ts";
 
 export interface Round {
   connections: number;

@@ -2,24 +2,24 @@
 // and traffic, one sample a second of the generator, the server and the machine, an early stop when the
 // criteria trip, a cool-down; then the next round. --find-max picks each next round from the last verdict.
 import { readFileSync } from "node:fs";
-import { runLoad, type LoadPhase, type LoadReport, type ProgressSnapshot } from "../load/coordinator.ts";
+import { runLoad } from "../load/coordinator.ts";
+import type { LoadPhase, LoadReport, ProgressSnapshot } from "../load/report.ts";
 import { mergeEncoded, newHistogram, summarize } from "../load/metrics.ts";
-import type { LoadPlan } from "../load/plan.ts";
+import { completePlan } from "../load/plan.ts";
 import { SERVER_DEFAULTS } from "../server/config.ts";
 import type { ClusterStats } from "../server/stats.ts";
 import { startServer, type RunningServer } from "../server/supervisor.ts";
 import { capacityFor, pairsFor, workerNofile } from "../system/capacity.ts";
 import type { Limits } from "../system/limits.ts";
 import { ProcSampler, type TreeSample } from "../system/proc.ts";
-import { formatTarget, type Target } from "../system/targets.ts";
+import { formatTarget, loopbackTargets, type Target } from "../system/targets.ts";
+import { sleep } from "../sleep.ts";
 import { Tripwire, errorPct, judge, type Criteria } from "./criteria.ts";
 import { computeFindings } from "./findings.ts";
 import { between, heavier, offered, roundLabel, type FindMaxWhat, type Round } from "./rounds.ts";
 import type { FindMaxResult, MachineInfo, RoundResult, ServerSample, SweepReport, SweepSample } from "./schema.ts";
 import pkg from "../../package.json" with { type: "json" };
 
-/** Use at most this share of a destination pair's ephemeral ports, so TIME_WAIT leftovers never bite. */
-const PORT_SHARE = 0.8;
 /** Lets a fresh server's workers finish starting before its idle RSS is taken as the round's baseline. */
 const SETTLE_MS = 500;
 const STATS_TIMEOUT_MS = 900;
@@ -68,19 +68,6 @@ export interface SweepHooks {
   onLog?(line: string): void;
   /** Abort: finish the current round's close, stop its server, and report what ran. */
   signal?: AbortSignal;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 const mean = (xs: number[]) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
@@ -200,10 +187,9 @@ function uplotVersion(): string {
   }
 }
 
-/** Loopback destinations for a local round: enough (address, port) pairs that none runs out of ports. */
-function localTargets(connections: number, limits: Limits, port: number): Target[] {
-  const pairs = pairsFor(connections, limits, PORT_SHARE);
-  return Array.from({ length: pairs }, (_, i) => ({ host: `127.0.0.${i + 1}`, port }));
+/** Loopback destinations for a local round: as many (address, port) pairs as the demo would use. */
+export function localTargets(connections: number, limits: Limits, port: number): Target[] {
+  return loopbackTargets(pairsFor(connections, limits), port);
 }
 
 /** Connections this machine holds with both ends on it (or as a client only, for a remote target). */
@@ -316,27 +302,21 @@ export async function runSweep(o: SweepOptions, hooks: SweepHooks = {}): Promise
       }
     };
 
-    const plan: LoadPlan = {
-      targets,
-      path,
-      connections: round.connections,
-      concurrency: Math.min(o.concurrency, round.connections),
-      rate: 0,
-      durationS,
-      holdS: 0,
-      intervalMs: round.intervalMs,
-      size: round.size,
-      mode: o.mode,
-      headers: [],
-      subprotocols: [],
-      handshakeTimeoutMs: 10_000,
-      reconnect: false,
-      workers: o.loadWorkers === "auto" ? Math.max(1, Math.ceil((round.connections * 1.05) / (nofile - 200))) : o.loadWorkers,
-      sources: [],
-      sourcePortBase: 0,
-      maxMessage: 1 << 20,
-      statusUrl: statsUrl ? statsUrl.replace(/\/stats$/, "/conns") : null,
-    };
+    const plan = completePlan(
+      {
+        targets,
+        path,
+        connections: round.connections,
+        concurrency: o.concurrency,
+        durationS,
+        intervalMs: round.intervalMs,
+        size: round.size,
+        mode: o.mode,
+        ...(o.loadWorkers === "auto" ? {} : { workers: o.loadWorkers }),
+        statusUrl: statsUrl ? statsUrl.replace(/\/stats$/, "/conns") : null,
+      },
+      nofile,
+    );
     let load: LoadReport;
     try {
       load = await runLoad(plan, { signal: abort.signal, onProgress: record, onPhase });

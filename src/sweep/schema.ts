@@ -1,5 +1,5 @@
 // What a sweep measured: `report.json` is exactly a SweepReport. Stable: fields are only ever added.
-import type { LoadPhase, LoadReport } from "../load/coordinator.ts";
+import type { LoadPhase, LoadReport } from "../load/report.ts";
 import type { LatencySummary } from "../load/metrics.ts";
 import type { Criteria } from "./criteria.ts";
 import type { Round } from "./rounds.ts";

@@ -1,7 +1,7 @@
 // Destination lists for the load generator and the doctor. Spreading over destination (address, port)
 // pairs is how one client box passes the ephemeral port range: Linux reuses a local port across
 // different destinations, so every pair brings a whole range (see docs in capacity.ts).
-import { UsageError } from "../commands/options.ts";
+import { UsageError } from "../flags.ts";
 
 export interface Target {
   host: string;
@@ -101,6 +101,18 @@ export function parseTargets(spec: string, flag = "--targets"): Target[] {
     }
   }
   return out;
+}
+
+/**
+ * `ws://host:port/path?query`: its destinations and its request target (path and query, as a server sees
+ * them; null when the URL names none). The one place a URL becomes targets and a path.
+ */
+export function parseWsUrl(url: string, flag: string): { targets: Target[]; path: string | null } {
+  if (!/^wss?:\/\//i.test(url)) throw new UsageError(`${flag}: the URL must start with ws://, got '${url}'`);
+  if (/^wss:/i.test(url)) throw new UsageError(`${flag}: wss:// (TLS) is not supported by the load client yet; use ws://`);
+  const m = /^wss?:\/\/[^/?#]*([^#]*)/i.exec(url);
+  const rest = m?.[1] ?? "";
+  return { targets: parseTargets(url, flag), path: rest === "" ? null : rest.startsWith("/") ? rest : `/${rest}` };
 }
 
 /** `127.0.0.1:8080`, `[::1]:8080`. */

@@ -1,4 +1,5 @@
-// Option parsing shared by every command: one-line usage errors (exit 2) that name the flag and the fix.
+// Flag parsing shared by every command, and the usage error every layer may raise: one line that names the
+// flag and the fix, exit code 2. A leaf: it imports nothing of ours.
 import { InvalidArgumentError } from "commander";
 
 /** A mistake in how the command was called: printed as one line, exit code 2. */
@@ -56,4 +57,24 @@ export function workers(flag: string) {
 /** Repeatable flag collector, e.g. --header K:V --header K2:V2. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/**
+ * A duration in seconds: `10`, `2.5`, `10s` or `2500ms`. Every command takes durations in seconds.
+ * `legacyMs`: a bare number of at least 1000 is read in milliseconds, the flag's old unit, with a line
+ * saying so (nobody means a handshake timeout of 17 minutes).
+ */
+export function seconds(flag: string, min: number, max: number, legacyMs = false) {
+  return (raw: string): number => {
+    const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/i.exec(raw.trim());
+    let s = m ? Number(m[1]) / (m[2]?.toLowerCase() === "ms" ? 1000 : 1) : NaN;
+    if (m && legacyMs && !m[2] && s >= 1000) {
+      s /= 1000;
+      process.stderr.write(`warning: ${flag} ${raw} read as milliseconds (the old unit); it takes seconds now: write ${s} or ${raw}ms\n`);
+    }
+    if (!Number.isFinite(s) || s < min || s > max) {
+      throw new InvalidArgumentError(`${flag} takes seconds from ${min} to ${max} (e.g. 10, 2.5s, 2500ms), got '${raw}'`);
+    }
+    return s;
+  };
 }

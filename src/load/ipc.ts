@@ -1,0 +1,27 @@
+// Messages between the load coordinator and its load workers (Bun IPC, structured clone), tagged by `t`
+// as the server's are (server/ipc.ts).
+import type { Counters, MetricsSnapshot } from "./metrics.ts";
+import type { WorkerShard } from "./plan.ts";
+
+/** `run.t0` is a wall-clock ms shared by all workers. */
+export type CoordinatorToWorker =
+  | { t: "start"; shard: WorkerShard }
+  | { t: "run"; t0: number; durationS: number }
+  | { t: "hold" }
+  | { t: "close"; timeoutMs: number };
+
+export interface ProcessFigures {
+  rssBytes: number;
+  cpuUserUs: number;
+  cpuSystemUs: number;
+  /** Worst event-loop lag since the previous report. */
+  lagMaxMs: number;
+}
+
+export type WorkerToCoordinator =
+  | { t: "ready"; pid: number; baseRssBytes: number }
+  | { t: "figures"; counters: Counters; errors: Record<string, number>; recent: string; recentLateness: string; proc: ProcessFigures; planned: number }
+  | { t: "ramped"; counters: Counters; rampMs: number; rssBytes: number; cpuUs: number }
+  | { t: "held"; counters: Counters; cpuUs: number; runMs: number }
+  | { t: "final"; snapshot: MetricsSnapshot; proc: ProcessFigures; baseRssBytes: number; peakRssBytes: number; rampRssBytes: number; rampOpen: number; planned: number; runMs: number }
+  | { t: "fatal"; message: string };

@@ -1,0 +1,296 @@
+// The load report: what a run measured (`--json` writes exactly this; stable, fields are only ever added),
+// the live snapshot shape, and `buildReport`, which merges the workers' outcomes exactly (counters summed,
+// encoded HDR histograms merged) into it. Schema apart from orchestration: report/ and sweep/ read these
+// types without importing the coordinator.
+import { closeCodeMeaning } from "../protocol/close-codes.ts";
+import { formatTarget } from "../system/targets.ts";
+import type { ProcessFigures, WorkerToCoordinator } from "./ipc.ts";
+import {
+  HIST_NAMES, MergedMetrics, addCounters, explainCause, mergeEncoded, newHistogram, summarize,
+  type Counters, type HistName, type LatencySummary,
+} from "./metrics.ts";
+import { offeredRate, type LoadPlan, type WorkerShard } from "./plan.ts";
+
+export type LoadPhase = "starting" | "ramp" | "run" | "hold" | "closing" | "done";
+
+/** Once a second, fleet-wide. Rates are per second over the last sample. */
+export interface ProgressSnapshot {
+  /** Seconds since the start. */
+  t: number;
+  phase: LoadPhase;
+  target: number;
+  open: number;
+  attempted: number;
+  failed: number;
+  dropped: number;
+  dialsPerSec: number;
+  msgsOutPerSec: number;
+  msgsInPerSec: number;
+  /** Round trip (echo) or push latency over the last second; 0 when none. */
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  /** Send lateness p99 over the last second (how late sends left against the plan); 0 when none. */
+  latenessP99Ms: number;
+  errors: Record<string, number>;
+  rssBytes: number;
+  /** Generator CPU, in cores (1.0 = one core busy). */
+  cpuCores: number;
+  /** Worst event-loop lag of any worker over the last second. */
+  lagMaxMs: number;
+}
+
+export interface ServerConns {
+  conns: number;
+  closed: number;
+}
+
+export interface WorkerFigures {
+  index: number;
+  pid: number;
+  connections: number;
+  openAtRamp: number;
+  baseRssBytes: number;
+  rampRssBytes: number;
+  peakRssBytes: number;
+  endRssBytes: number;
+  /** (RSS after the ramp - RSS before dialing) / connections open then. */
+  rssPerConnectionBytes: number;
+  cpuUserSeconds: number;
+  cpuSystemSeconds: number;
+  loopLagP99Ms: number;
+  loopLagMaxMs: number;
+  exitCode: number | null;
+  error: string | null;
+}
+
+export interface ErrorFigure {
+  cause: string;
+  count: number;
+  explanation: string;
+  /** The first message seen for this cause, when there was one. */
+  example: string | null;
+}
+
+/** Everything a load run measured; `--json` writes exactly this. Stable: fields are only ever added. */
+export interface LoadReport {
+  schema: "wsmillion.load/1";
+  startedAt: string;
+  endedAt: string;
+  /** The plan as run, with targets and headers written out as text. */
+  plan: Omit<LoadPlan, "targets" | "headers" | "sourcePortBase" | "maxMessage" | "statusUrl"> & { targets: string[]; headers: string[] };
+  verdict: { met: boolean; exitCode: 0 | 1; reasons: string[] };
+  connections: {
+    target: number;
+    attempted: number;
+    opened: number;
+    /** Open when the ramp finished. */
+    openAtRamp: number;
+    /** Open just before closing. */
+    openAtEnd: number;
+    peakOpen: number;
+    failed: number;
+    dropped: number;
+    closedByUs: number;
+    reconnects: number;
+    rampSeconds: number;
+    /** Upgrades completed per second during the ramp. */
+    dialsPerSecond: number;
+  };
+  counters: Counters;
+  errors: ErrorFigure[];
+  serverCloses: { code: number; count: number; meaning: string }[];
+  latency: Record<HistName, LatencySummary>;
+  traffic: {
+    runSeconds: number;
+    offeredPerSec: number;
+    achievedPerSec: number;
+    receivedPerSec: number;
+    plannedSends: number;
+    sent: number;
+    received: number;
+    bytesOut: number;
+    bytesIn: number;
+    skippedBackpressure: number;
+  };
+  generator: {
+    cpuSeconds: number;
+    /** Generator CPU during the run per message moved (sent + received). */
+    cpuMicrosPerMessage: number;
+    peakRssBytes: number;
+    rssPerConnectionBytes: number;
+  };
+  workers: WorkerFigures[];
+  server: { url: string | null; atRamp: ServerConns | null; atEnd: ServerConns | null; error: string | null };
+  samples: ProgressSnapshot[];
+  warnings: string[];
+}
+
+/** What the coordinator learnt of one worker, in the order it learnt it; buildReport's input. */
+export interface WorkerOutcome {
+  shard: Pick<WorkerShard, "index" | "slots">;
+  pid: number;
+  lastFigures: { counters: Counters; proc: ProcessFigures; planned: number } | null;
+  errors: Record<string, number>;
+  ramped: { counters: Counters; rampMs: number; rssBytes: number; cpuUs: number } | null;
+  held: { counters: Counters; cpuUs: number; runMs: number } | null;
+  final: Extract<WorkerToCoordinator, { t: "final" }> | null;
+  baseRss: number;
+  exitCode: number | null;
+  error: string | null;
+}
+
+/** What the coordinator saw beside the workers. */
+export interface RunContext {
+  startedAt: Date;
+  samples: ProgressSnapshot[];
+  warnings: string[];
+  peakOpen: number;
+  statusUrl: string | null;
+  serverAtRamp: ServerConns | null;
+  serverAtEnd: ServerConns | null;
+  serverError: string | null;
+}
+
+function reportedPlan({ targets, headers, sourcePortBase: _base, maxMessage: _max, statusUrl: _url, ...rest }: LoadPlan): LoadReport["plan"] {
+  return { ...rest, targets: targets.map(formatTarget), headers: headers.map(([k, v]) => `${k}: ${v}`) };
+}
+
+/** Every worker's figures merged: final snapshots where they came, the last live figures otherwise. */
+function mergeOutcomes(states: WorkerOutcome[]): MergedMetrics {
+  const merged = new MergedMetrics();
+  for (const s of states) {
+    if (s.final) merged.add(s.final.snapshot);
+    else if (s.lastFigures) {
+      addCounters(merged.counters, s.lastFigures.counters);
+      for (const [k, v] of Object.entries(s.errors)) merged.errors[k] = (merged.errors[k] ?? 0) + v;
+    }
+  }
+  return merged;
+}
+
+function workerFigures(s: WorkerOutcome): WorkerFigures {
+  const f = s.final;
+  const lag = newHistogram();
+  if (f) mergeEncoded(lag, f.snapshot.hist.loopLag);
+  const ramp = f?.rampRssBytes ?? s.ramped?.rssBytes ?? 0;
+  const base = f?.baseRssBytes ?? s.baseRss;
+  const open = f?.rampOpen ?? s.ramped?.counters.open ?? 0;
+  return {
+    index: s.shard.index,
+    pid: s.pid,
+    connections: s.shard.slots,
+    openAtRamp: open,
+    baseRssBytes: base,
+    rampRssBytes: ramp,
+    peakRssBytes: f?.peakRssBytes ?? s.lastFigures?.proc.rssBytes ?? 0,
+    endRssBytes: f?.proc.rssBytes ?? s.lastFigures?.proc.rssBytes ?? 0,
+    rssPerConnectionBytes: open > 0 ? Math.round((ramp - base) / open) : 0,
+    cpuUserSeconds: (f?.proc.cpuUserUs ?? s.lastFigures?.proc.cpuUserUs ?? 0) / 1e6,
+    cpuSystemSeconds: (f?.proc.cpuSystemUs ?? s.lastFigures?.proc.cpuSystemUs ?? 0) / 1e6,
+    loopLagP99Ms: lag.totalCount ? lag.getValueAtPercentile(99) / 1000 : 0,
+    loopLagMaxMs: lag.totalCount ? lag.maxValue / 1000 : 0,
+    exitCode: s.exitCode,
+    error: s.error,
+  };
+}
+
+const sum = (states: WorkerOutcome[], of: (s: WorkerOutcome) => number): number => states.reduce((n, s) => n + of(s), 0);
+
+export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunContext): LoadReport {
+  const merged = mergeOutcomes(states);
+  const c = merged.counters;
+  const latency = {} as Record<HistName, LatencySummary>;
+  for (const n of HIST_NAMES) latency[n] = summarize(merged.hist[n]);
+
+  const openAtRamp = sum(states, (s) => s.final?.rampOpen ?? s.ramped?.counters.open ?? 0);
+  const openAtEnd = sum(states, (s) => s.held?.counters.open ?? 0);
+  const rampSeconds = Math.max(0, ...states.map((s) => (s.ramped?.rampMs ?? 0) / 1000));
+  const openedAtRamp = sum(states, (s) => s.ramped?.counters.opened ?? 0);
+  const runMs = Math.max(0, ...states.map((s) => s.held?.runMs ?? s.final?.runMs ?? 0));
+  const runSeconds = runMs / 1000;
+  const sentInRun = sum(states, (s) => s.held?.counters.msgsOut ?? 0);
+  const recvInRun = sum(states, (s) => (s.held?.counters.msgsIn ?? 0) - (s.ramped?.counters.msgsIn ?? 0));
+  const cpuRunUs = sum(states, (s) => (s.held && s.ramped ? s.held.cpuUs - s.ramped.cpuUs : 0));
+  const planned = sum(states, (s) => s.final?.planned ?? s.lastFigures?.planned ?? 0);
+  const offered = offeredRate(plan);
+  const achieved = runSeconds > 0 ? sentInRun / runSeconds : 0;
+
+  const workers = states.map(workerFigures);
+  const rssGrowth = workers.reduce((n, w) => n + Math.max(0, w.rampRssBytes - w.baseRssBytes), 0);
+  const cpuSeconds = workers.reduce((n, w) => n + w.cpuUserSeconds + w.cpuSystemSeconds, 0);
+
+  const errors: ErrorFigure[] = Object.entries(merged.errors)
+    .sort((a, b) => b[1] - a[1])
+    .map(([cause, count]) => ({ cause, count, explanation: explainCause(cause), example: merged.notes[cause] ?? null }));
+  const serverCloses = Object.entries(merged.closeCodes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([code, count]) => ({ code: Number(code), count, meaning: closeCodeMeaning(Number(code)) }));
+
+  const reasons: string[] = [];
+  if (c.failed > 0) reasons.push(`${c.failed} of ${c.attempted} dials failed`);
+  if (openAtRamp < plan.connections) reasons.push(`only ${openAtRamp} of ${plan.connections} connections were open after the ramp`);
+  if (c.dropped > 0) reasons.push(`${c.dropped} open connections were dropped by the server or the network`);
+  if (offered > 0 && runSeconds > 0 && achieved < 0.95 * offered) {
+    reasons.push(`sent ${Math.round(achieved)} msg/s of the ${Math.round(offered)} msg/s offered (below 95%)`);
+  }
+  for (const w of workers) if (w.error) reasons.push(`worker ${w.index}: ${w.error.split("\n")[0]}`);
+  const warnings = [...x.warnings];
+  if (plan.mode === "echo" && sentInRun > 0 && c.msgsIn < sentInRun * 0.95) {
+    warnings.push(`only ${c.msgsIn} of ${sentInRun} messages came back: is the server echoing?`);
+  }
+  if (latency.lateness.p99Ms > 10) {
+    warnings.push(`send lateness p99 ${latency.lateness.p99Ms} ms: the generator itself was behind schedule (add --workers, or lower the rate)`);
+  }
+
+  const met = reasons.length === 0;
+  return {
+    schema: "wsmillion.load/1",
+    startedAt: x.startedAt.toISOString(),
+    endedAt: new Date().toISOString(),
+    plan: {
+      ...reportedPlan(plan),
+      workers: states.length,
+    },
+    verdict: { met, exitCode: met ? 0 : 1, reasons },
+    connections: {
+      target: plan.connections,
+      attempted: c.attempted,
+      opened: c.opened,
+      openAtRamp,
+      openAtEnd,
+      peakOpen: Math.max(x.peakOpen, openAtRamp, openAtEnd),
+      failed: c.failed,
+      dropped: c.dropped,
+      closedByUs: c.closedByUs,
+      reconnects: c.reconnects,
+      rampSeconds: Math.round(rampSeconds * 1000) / 1000,
+      dialsPerSecond: rampSeconds > 0 ? Math.round(openedAtRamp / rampSeconds) : 0,
+    },
+    counters: { ...c },
+    errors,
+    serverCloses,
+    latency,
+    traffic: {
+      runSeconds: Math.round(runSeconds * 1000) / 1000,
+      offeredPerSec: Math.round(offered),
+      achievedPerSec: Math.round(achieved),
+      receivedPerSec: runSeconds > 0 ? Math.round(recvInRun / runSeconds) : 0,
+      plannedSends: planned,
+      sent: c.msgsOut,
+      received: c.msgsIn,
+      bytesOut: c.bytesOut,
+      bytesIn: c.bytesIn,
+      skippedBackpressure: c.sendsSkipped,
+    },
+    generator: {
+      cpuSeconds: Math.round(cpuSeconds * 1000) / 1000,
+      cpuMicrosPerMessage: sentInRun + recvInRun > 0 ? Math.round((cpuRunUs / (sentInRun + recvInRun)) * 100) / 100 : 0,
+      peakRssBytes: workers.reduce((n, w) => n + w.peakRssBytes, 0),
+      rssPerConnectionBytes: openAtRamp > 0 ? Math.round(rssGrowth / openAtRamp) : 0,
+    },
+    workers,
+    server: { url: x.statusUrl, atRamp: x.serverAtRamp, atEnd: x.serverAtEnd, error: x.serverAtRamp || x.serverAtEnd ? null : x.serverError },
+    samples: x.samples,
+    warnings,
+  };
+}
