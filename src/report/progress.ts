@@ -1,7 +1,7 @@
 // Live progress for `wsmillion load`, once a second: a progress bar during the ramp on a terminal (one
 // line redrawn in place), plain lines when the output is not a terminal.
 import type { ProgressSnapshot } from "../load/report.ts";
-import { compact, shortMs } from "./format.ts";
+import { compact, shortMs } from "../format.ts";
 
 
 export function bar(done: number, total: number, width = 24): string {

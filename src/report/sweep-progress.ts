@@ -2,7 +2,7 @@
 // server's figures, the load average. Redrawn in place on a terminal, one line a second otherwise.
 import type { RoundView } from "../sweep/run.ts";
 import type { RoundResult, SweepSample } from "../sweep/schema.ts";
-import { compact, shortMs } from "./format.ts";
+import { compact, shortMs } from "../format.ts";
 
 
 const mib = (b: number) => `${Math.round(b / 1048576)} MiB`;
