@@ -1,6 +1,6 @@
 // `wsmillion demo` end to end on a small size (what `npm start` runs, and the vehicle of the million run).
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseMeminfo } from "../src/system/meminfo.ts";
@@ -53,16 +53,65 @@ test("demo: ramp, traffic, idle hold, report files with the server's count equal
   expect(svg.match(/<path d="M/g)?.length).toBe(3);
 }, 60_000);
 
-test("demo: Ctrl-C closes the connections, says how far it got, exits 130 and leaves the sysctls as they were", async () => {
-  const read = (key: string) => readFileSync(`/proc/sys/${key.replace(/\./g, "/")}`, "utf8").trim();
-  const keys = ["net.core.netdev_max_backlog", "net.ipv4.tcp_migrate_req"];
-  const before = keys.map(read);
-  const p = Bun.spawn([process.execPath, "src/cli.ts", "demo", "--connections", "2000", "--interval", "1000", "--duration", "60"], { stdout: "pipe", stderr: "pipe" });
-  const out = new Response(p.stdout).text();
-  await Bun.sleep(4000);
-  p.kill("SIGINT");
-  const [stdout, code] = await Promise.all([out, p.exited]);
-  expect(code).toBe(130);
-  expect(stdout).toMatch(/demo: interrupted at [\d,]+ of 2,000 connections open at the most, 0 failed/);
-  expect(keys.map(read)).toEqual(before);
+/** A child's stdout, read as it comes. */
+function collect(stream: ReadableStream<Uint8Array>): { text: string; done: Promise<void> } {
+  const decoder = new TextDecoder();
+  const sink = { text: "", done: Promise.resolve() };
+  sink.done = (async () => {
+    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) sink.text += decoder.decode(chunk);
+  })();
+  return sink;
+}
+
+async function waitForOutput(sink: { text: string }, pattern: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(sink.text)) {
+    if (Date.now() > deadline) throw new Error(`demo did not print ${pattern} within ${timeoutMs} ms; got:\n${sink.text}`);
+    await Bun.sleep(10);
+  }
+}
+
+const sysctlPath = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`;
+const readSysctl = (key: string) => readFileSync(sysctlPath(key), "utf8").trim();
+const DEMO_SYSCTLS = ["net.core.netdev_max_backlog", "net.ipv4.tcp_migrate_req"];
+
+/** Runs `body` with the demo's sysctls set to values the demo will change, and puts the machine's back after. */
+async function withSysctls(values: string[], body: () => Promise<void>): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("this test changes sysctls and needs root (CI runs as root): run npm test as root");
+  const before = DEMO_SYSCTLS.map(readSysctl);
+  try {
+    DEMO_SYSCTLS.forEach((k, i) => writeFileSync(sysctlPath(k), values[i]!));
+    await body();
+  } finally {
+    DEMO_SYSCTLS.forEach((k, i) => writeFileSync(sysctlPath(k), before[i]!));
+  }
+}
+
+test("demo: Ctrl-C during the load closes the connections, says how far it got, exits 130 and puts the sysctls back", async () => {
+  await withSysctls(["1000", "0"], async () => {
+    const p = Bun.spawn([process.execPath, "src/cli.ts", "demo", "--connections", "2000", "--interval", "1000", "--duration", "60"], { stdout: "pipe", stderr: "pipe" });
+    const out = collect(p.stdout);
+    // Printed as the load starts; the run lasts 60 s, so the interrupt lands in the ramp or the traffic.
+    await waitForOutput(out, /^load: /m, 30_000);
+    p.kill("SIGINT");
+    const code = await p.exited;
+    await out.done;
+    expect(code).toBe(130);
+    expect(out.text).toMatch(/demo: interrupted at [\d,]+ of 2,000 connections open at the most, 0 failed/);
+    expect(DEMO_SYSCTLS.map(readSysctl)).toEqual(["1000", "0"]);
+  });
+}, 60_000);
+
+test("demo: Ctrl-C right after the sysctls are applied still puts them back (exit 130)", async () => {
+  await withSysctls(["1000", "0"], async () => {
+    const p = Bun.spawn([process.execPath, "src/cli.ts", "demo", "--connections", "2000", "--interval", "1000", "--duration", "60"], { stdout: "pipe", stderr: "pipe" });
+    const out = collect(p.stdout);
+    await waitForOutput(out, /^sysctl net\./m, 30_000);
+    p.kill("SIGINT");
+    const code = await p.exited;
+    await out.done;
+    expect(code).toBe(130);
+    expect(out.text).toMatch(/sysctl restored net\./);
+    expect(DEMO_SYSCTLS.map(readSysctl)).toEqual(["1000", "0"]);
+  });
 }, 60_000);

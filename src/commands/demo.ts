@@ -20,6 +20,8 @@ import { readLimits } from "../system/limits.ts";
 import { loopbackTargets } from "../system/targets.ts";
 import { finalLine } from "./serve.ts";
 import { UsageError, bytes, integer } from "../flags.ts";
+import { count } from "../format.ts";
+import type { Target } from "../system/targets.ts";
 
 interface DemoFlags {
   connections?: number;
@@ -40,7 +42,7 @@ const DEFAULT_CONNECTIONS = 50_000;
  */
 const DEMO_HANDSHAKE_TIMEOUT_S = 60;
 
-const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "unbounded");
+const fmt = count;
 const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
 
 /**
@@ -115,6 +117,107 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
   writeFileSync(join(dir, "demo.svg"), timelineSvg(timeline.samples, `wsmillion demo: ${fmt(report.plan.connections)} connections on one machine`));
 }
 
+/** What the demo runs, sized to this machine before anything starts. */
+interface DemoSetup {
+  connections: number;
+  pairs: number;
+  targets: Target[];
+  nofile: number;
+}
+
+function sizeDemo(f: DemoFlags): DemoSetup {
+  const limits = readLimits();
+  const wanted = f.connections ?? DEFAULT_CONNECTIONS;
+  // Spread over enough loopback destination addresses that no pair's port range gets crowded.
+  const pairs = pairsFor(wanted, limits);
+  const targets = loopbackTargets(pairs, SERVER_DEFAULTS.port);
+  const fits = capacityFor({ role: "both", connections: wanted, targets }, limits).both;
+  const connections = f.connections ?? Math.min(DEFAULT_CONNECTIONS, Math.floor(fits.max));
+  const nofile = workerNofile(limits);
+  console.log(`wsmillion demo: server and load generator on this machine, ${fmt(connections)} connections`);
+  console.log(
+    `limits: open files ${fmt(nofile)} per process, ephemeral ports ${fmt(portsPerPair(limits))} per destination, ` +
+      `${fmt(limits.cores.value ?? 0)} cores, ${fmt((limits.memAvailable.value ?? 0) / 2 ** 30)} GiB available; ` +
+      `this box holds about ${fmt(fits.max)} connections with both ends on it (binding: ${fits.binding}); run \`wsmillion doctor\` for details`,
+  );
+  return { connections, pairs, targets, nofile };
+}
+
+/** The local server, then the load against it; prints the report and the verdict, returns the exit code. */
+async function runDemo(f: DemoFlags, setup: DemoSetup, applied: Applied[], abort: AbortController, progress: ProgressPrinter): Promise<number> {
+  const { connections, pairs, targets, nofile } = setup;
+  const server = await startServer(
+    {
+      ...SERVER_DEFAULTS,
+      host: pairs > 1 ? "0.0.0.0" : "127.0.0.1",
+      port: 0,
+      maxConns: connections,
+      pingInterval: f.pingInterval,
+      idleTimeout: f.idleTimeout,
+      // The clients are ours: no slow-loris to guard against, and at a million dials queue for seconds.
+      handshakeTimeout: DEMO_HANDSHAKE_TIMEOUT_S,
+      quiet: true,
+    },
+    { nofileSoft: nofile, log: (l) => console.error(l) },
+  );
+  console.log(`server: ws://127.0.0.1:${server.port}/ws, ${server.sizing.initial} workers, ${fmt(server.sizing.perWorker)} connections each`);
+  const plan = completePlan(
+    {
+      targets: targets.map((t) => ({ ...t, port: server.port })),
+      connections,
+      concurrency: f.concurrency,
+      durationS: f.duration,
+      holdS: f.hold,
+      intervalMs: f.interval,
+      size: f.size,
+      mode: "echo",
+      handshakeTimeoutMs: DEMO_HANDSHAKE_TIMEOUT_S * 1000,
+      statusUrl: `http://127.0.0.1:${server.port}/conns`,
+    },
+    nofile,
+  );
+  console.log(
+    `load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s` +
+      (f.hold > 0 ? `, then ${f.hold} s idle` : ""),
+  );
+  const timeline = new Timeline(() => fetch(`http://127.0.0.1:${server.port}/stats`).then((r) => r.json()));
+  await timeline.start();
+  // One sample at a time, in order, even when a cluster-wide /stats takes longer than a second.
+  let sampling = Promise.resolve();
+  const report = await runLoad(plan, {
+    signal: abort.signal,
+    onProgress: (s) => {
+      progress.update(s);
+      const takenAt = performance.now();
+      sampling = sampling.then(() => timeline.record(s, takenAt));
+    },
+    onPhase: () => progress.settle(),
+  });
+  await sampling;
+  progress.settle();
+  console.log(renderLoadReport(report));
+  const summary = timeline.summary(loadBaseRss(report));
+  console.log(timelineTable(summary));
+  console.log(`server ${finalLine(await server.stop())}`);
+  if (f.out) {
+    writeRun(f.out, report, timeline, applied);
+    console.log(`wrote ${join(f.out, "demo.json")}, demo.md and demo.svg`);
+  }
+  if (abort.signal.aborted) {
+    console.log(`\ndemo: interrupted at ${fmt(summary.peakOpen)} of ${fmt(connections)} connections open at the most, ${fmt(report.connections.failed)} failed`);
+    return 130;
+  }
+  const t = report.traffic;
+  console.log(
+    `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
+      `${summary.steadyMismatches} of ${summary.steadyCompared} steady samples where /conns differed; ` +
+      `traffic: ${fmt(t.achievedPerSec)} of ${fmt(t.offeredPerSec)} msg/s offered were driven` +
+      (t.achievedPerSec < 0.95 * t.offeredPerSec ? ` (this machine's CPU is the limit: find the rate it holds with \`wsmillion load --interval\`)` : ""),
+  );
+  // The demo shows what this box does; a traffic round it cannot fully drive is a finding, not a failure.
+  return report.connections.failed > 0 ? 1 : 0;
+}
+
 export function registerDemo(program: Command): void {
   program
     .command("demo")
@@ -131,105 +234,27 @@ export function registerDemo(program: Command): void {
     .action(async (f: DemoFlags) => {
       const liveness = livenessProblem(f.pingInterval, f.idleTimeout);
       if (liveness) throw new UsageError(liveness);
-      const limits = readLimits();
-      const wanted = f.connections ?? DEFAULT_CONNECTIONS;
-      // Spread over enough loopback destination addresses that no pair's port range gets crowded.
-      const pairs = pairsFor(wanted, limits);
-      const targets = loopbackTargets(pairs, SERVER_DEFAULTS.port);
-      const fits = capacityFor({ role: "both", connections: wanted, targets }, limits).both;
-      const connections = f.connections ?? Math.min(DEFAULT_CONNECTIONS, Math.floor(fits.max));
-      const nofile = workerNofile(limits);
-      console.log(`wsmillion demo: server and load generator on this machine, ${fmt(connections)} connections`);
-      console.log(
-        `limits: open files ${fmt(nofile)} per process, ephemeral ports ${fmt(portsPerPair(limits))} per destination, ` +
-          `${fmt(limits.cores.value ?? 0)} cores, ${fmt((limits.memAvailable.value ?? 0) / 2 ** 30)} GiB available; ` +
-          `this box holds about ${fmt(fits.max)} connections with both ends on it (binding: ${fits.binding}); run \`wsmillion doctor\` for details`,
-      );
-      const applied = applyNeededSysctls(connections, targets);
-
-      try {
-        const server = await startServer(
-          {
-            ...SERVER_DEFAULTS,
-            host: pairs > 1 ? "0.0.0.0" : "127.0.0.1",
-            port: 0,
-            maxConns: connections,
-            pingInterval: f.pingInterval,
-            idleTimeout: f.idleTimeout,
-            // The clients are ours: no slow-loris to guard against, and at a million dials queue for seconds.
-            handshakeTimeout: DEMO_HANDSHAKE_TIMEOUT_S,
-            quiet: true,
-          },
-          { nofileSoft: nofile, log: (l) => console.error(l) },
-        );
-        console.log(`server: ws://127.0.0.1:${server.port}/ws, ${server.sizing.initial} workers, ${fmt(server.sizing.perWorker)} connections each`);
-
-        const plan = completePlan(
-          {
-            targets: targets.map((t) => ({ ...t, port: server.port })),
-            connections,
-            concurrency: f.concurrency,
-            durationS: f.duration,
-            holdS: f.hold,
-            intervalMs: f.interval,
-            size: f.size,
-            mode: "echo",
-            handshakeTimeoutMs: DEMO_HANDSHAKE_TIMEOUT_S * 1000,
-            statusUrl: `http://127.0.0.1:${server.port}/conns`,
-          },
-          nofile,
-        );
-        console.log(
-          `load: ${plan.workers} workers over ${pairs} destination address${pairs > 1 ? "es" : ""}; then ${f.size} B every ${f.interval} ms per connection for ${f.duration} s` +
-            (f.hold > 0 ? `, then ${f.hold} s idle` : ""),
-        );
-        const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY));
-        const timeline = new Timeline(() => fetch(`http://127.0.0.1:${server.port}/stats`).then((r) => r.json()));
-        await timeline.start();
-        // One sample at a time, in order, even when a cluster-wide /stats takes longer than a second.
-        let sampling = Promise.resolve();
-        const abort = new AbortController();
-        process.once("SIGINT", () => {
-          progress.settle();
-          console.error("wsmillion demo: interrupted; closing connections, then putting the sysctls back");
-          abort.abort();
-        });
-        const report = await runLoad(plan, {
-          signal: abort.signal,
-          onProgress: (s) => {
-            progress.update(s);
-            const takenAt = performance.now();
-            sampling = sampling.then(() => timeline.record(s, takenAt));
-          },
-          onPhase: () => progress.settle(),
-        });
-        await sampling;
+      const setup = sizeDemo(f);
+      const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY));
+      // Installed before any sysctl is changed: from the first change on, a Ctrl-C must reach the restore.
+      const abort = new AbortController();
+      const onInterrupt = (): void => {
         progress.settle();
-        console.log(renderLoadReport(report));
-        const summary = timeline.summary(loadBaseRss(report));
-        console.log(timelineTable(summary));
-        const final = await server.stop();
-        console.log(`server ${finalLine(final)}`);
-        if (f.out) {
-          writeRun(f.out, report, timeline, applied);
-          console.log(`wrote ${join(f.out, "demo.json")}, demo.md and demo.svg`);
-        }
-        const t = report.traffic;
-        if (abort.signal.aborted) {
-          console.log(`\ndemo: interrupted at ${fmt(summary.peakOpen)} of ${fmt(connections)} connections open at the most, ${fmt(report.connections.failed)} failed`);
-          process.exitCode = 130;
-          return;
-        }
-        console.log(
-          `\ndemo: ${fmt(report.connections.openAtRamp)} of ${fmt(connections)} connections held, ${fmt(report.connections.failed)} failed, ` +
-            `${summary.steadyMismatches} of ${summary.steadyCompared} steady samples where /conns differed; ` +
-            `traffic: ${fmt(t.achievedPerSec)} of ${fmt(t.offeredPerSec)} msg/s offered were driven` +
-            (t.achievedPerSec < 0.95 * t.offeredPerSec ? ` (this machine's CPU is the limit: find the rate it holds with \`wsmillion load --interval\`)` : ""),
-        );
-        // The demo shows what this box does; a traffic round it cannot fully drive is a finding, not a failure.
-        process.exitCode = report.connections.failed > 0 ? 1 : 0;
+        console.error("wsmillion demo: interrupted; closing connections, then putting the sysctls back");
+        abort.abort();
+      };
+      process.once("SIGINT", onInterrupt);
+      const applied = applyNeededSysctls(setup.connections, setup.targets);
+      try {
+        process.exitCode = abort.signal.aborted ? interruptedBeforeStart(setup) : await runDemo(f, setup, applied, abort, progress);
       } finally {
+        process.off("SIGINT", onInterrupt);
         restoreChangedSysctls(applied);
       }
     });
+}
+
+function interruptedBeforeStart(setup: DemoSetup): number {
+  console.log(`\ndemo: interrupted before the server started, 0 of ${fmt(setup.connections)} connections opened`);
+  return 130;
 }

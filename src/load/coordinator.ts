@@ -43,66 +43,123 @@ async function fetchServerConns(url: string, timeoutMs = 1000): Promise<ServerCo
   }
 }
 
-export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<LoadReport> {
-  const startedAt = new Date();
-  const t0 = nowMs();
-  const shards = shardPlan(plan);
-  const states: WorkerState[] = shards.map((shard) => ({
-    shard, proc: null, pid: 0, lastFigures: null, errors: {}, ramped: null, held: null, final: null, baseRss: 0, exitCode: null, error: null,
-  }));
-  const samples: ProgressSnapshot[] = [];
-  const warnings: string[] = [];
-  const live = newHistogram();
-  const liveLateness = newHistogram();
-  let phase: LoadPhase = "starting";
-  let wake: (() => void) | null = null;
-  const poke = (): void => { const w = wake; wake = null; w?.(); };
-  /**
-   * Resolves when cond() holds, re-checked on every worker message, or after timeoutMs. An abort ends the
-   * wait only where `abortable`: it skips the ramp and the traffic, never the workers' final figures.
-   */
-  const until = async (cond: () => boolean, timeoutMs: number, abortable = true): Promise<void> => {
-    const deadline = performance.now() + timeoutMs;
-    while (!cond() && performance.now() < deadline && !(abortable && hooks.signal?.aborted)) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, Math.min(250, Math.max(1, deadline - performance.now())));
-      });
-    }
-  };
-  const setPhase = (p: LoadPhase): void => { phase = p; hooks.onPhase?.(p); };
-  const alive = (s: WorkerState): boolean => s.exitCode === null;
+export function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<LoadReport> {
+  return new LoadRun(plan, hooks).run();
+}
 
-  const onMessage = (s: WorkerState, msg: WorkerToCoordinator): void => {
-    switch (msg.t) {
-      case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
-      case "figures":
-        s.lastFigures = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
-        s.errors = msg.errors;
-        if (msg.recent) mergeEncoded(live, msg.recent);
-        if (msg.recentLateness) mergeEncoded(liveLateness, msg.recentLateness);
-        break;
-      // These carry the counters of that moment: fresher than the last tick, which may be up to a second
-      // old (a status page compared with our count at a phase change would otherwise differ).
-      case "ramped": s.ramped = msg; if (s.lastFigures) s.lastFigures.counters = msg.counters; break;
-      case "held": s.held = msg; if (s.lastFigures) s.lastFigures.counters = msg.counters; break;
-      case "final": s.final = msg; break;
-      case "fatal": s.error = msg.message; break;
-    }
-    poke();
-  };
+/** One run: its workers, the live sums, and the phases in order. */
+class LoadRun {
+  private readonly startedAt = new Date();
+  private readonly t0 = nowMs();
+  private readonly states: WorkerState[];
+  private readonly samples: ProgressSnapshot[] = [];
+  private readonly warnings: string[] = [];
+  /** Latency and send lateness over the last second, merged from the workers' recent histograms. */
+  private readonly live = newHistogram();
+  private readonly liveLateness = newHistogram();
+  private phase: LoadPhase = "starting";
+  private wake: (() => void) | null = null;
+  // What the last live sample saw, for rates.
+  private prev: Counters = zeroCounters();
+  private prevCpu = 0;
+  private prevAt = performance.now();
+  private peakOpen = 0;
+  private serverAtRamp: ServerConns | null = null;
+  private serverAtEnd: ServerConns | null = null;
+  private serverError: string | null = null;
 
-  const post = (s: WorkerState, msg: CoordinatorToWorker): void => {
-    if (s.proc && alive(s)) {
-      try { s.proc.send(msg); } catch { /* the worker is gone; its exit is recorded */ }
-    }
-  };
+  constructor(
+    private readonly plan: LoadPlan,
+    private readonly hooks: LoadHooks,
+  ) {
+    this.states = shardPlan(plan).map((shard) => ({
+      shard, proc: null, pid: 0, lastFigures: null, errors: {}, ramped: null, held: null, final: null, baseRss: 0, exitCode: null, error: null,
+    }));
+  }
 
-  for (const s of states) {
+  async run(): Promise<LoadReport> {
+    for (const s of this.states) this.spawn(s);
+    const sampler = setInterval(() => {
+      const snap = this.sampleNow();
+      this.samples.push(snap);
+      this.hooks.onProgress?.(snap);
+    }, 1000);
+    try {
+      await this.ramp();
+      await this.traffic();
+      this.serverAtEnd = await this.askServer();
+      await this.close();
+    } finally {
+      clearInterval(sampler);
+      await this.reap();
+    }
+    const last = this.sampleNow();
+    if (last.t > (this.samples.at(-1)?.t ?? 0)) {
+      this.samples.push(last);
+      this.hooks.onProgress?.(last);
+    }
+    this.setPhase("done");
+    return buildReport(this.plan, this.states, {
+      startedAt: this.startedAt, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
+      serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError,
+    });
+  }
+
+  // Phases
+
+  private async ramp(): Promise<void> {
+    this.setPhase("ramp");
+    for (const s of this.states) this.post(s, { t: "start", shard: s.shard });
+    await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
+    this.serverAtRamp = await this.askServer();
+  }
+
+  private async traffic(): Promise<void> {
+    const { plan, hooks } = this;
+    const openAtRamp = this.states.reduce((n, s) => n + (s.ramped?.counters.open ?? 0), 0);
+    if (openAtRamp === 0) {
+      this.warnings.push("no connection opened: skipped the traffic phase");
+      return;
+    }
+    if (hooks.signal?.aborted) return;
+    this.setPhase("run");
+    const start = nowMs() + 20;
+    for (const s of this.states) this.post(s, { t: "run", t0: start, durationS: plan.durationS });
+    await sleep(plan.durationS * 1000, hooks.signal);
+    for (const s of this.states) this.post(s, { t: "hold" });
+    await this.until(() => this.states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), waitFor(plan.connections / 10, 2000), false);
+    if (plan.holdS > 0) {
+      this.setPhase("hold");
+      await sleep(plan.holdS * 1000, hooks.signal);
+    }
+  }
+
+  private async close(): Promise<void> {
+    this.setPhase("closing");
+    for (const s of this.states) this.post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
+    await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(this.plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
+  }
+
+  /** Kills what did not report in time and waits (briefly) for every worker to exit. */
+  private async reap(): Promise<void> {
+    for (const s of this.states) {
+      if (alive(s) && s.final === null) {
+        s.error ??= "worker did not report in time; killed";
+        s.proc?.kill();
+      }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all(this.states.map((s) => s.proc?.exited)), new Promise((r) => { timer = setTimeout(r, 2000); })]);
+    clearTimeout(timer);
+  }
+
+  // Workers
+
+  private spawn(s: WorkerState): void {
     const proc = Bun.spawn({
       cmd: [process.execPath, WORKER_PATH],
       stdio: ["ignore", "inherit", "inherit"],
-      ipc: (msg) => onMessage(s, msg as WorkerToCoordinator),
+      ipc: (msg) => this.onMessage(s, msg as WorkerToCoordinator),
       serialization: "advanced",
     });
     s.proc = proc;
@@ -110,36 +167,93 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
     void proc.exited.then((code) => {
       s.exitCode = code;
       if (!s.final && !s.error) s.error = `worker exited with code ${code} before reporting`;
-      poke();
+      this.poke();
     });
   }
 
-  // Live samples once a second.
-  let prev: Counters = zeroCounters();
-  let prevCpu = 0;
-  let prevAt = performance.now();
-  let peakOpen = 0;
-  const sampleNow = (): ProgressSnapshot => {
+  private onMessage(s: WorkerState, msg: WorkerToCoordinator): void {
+    switch (msg.t) {
+      case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
+      case "figures":
+        s.lastFigures = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
+        s.errors = msg.errors;
+        if (msg.recentLatency) mergeEncoded(this.live, msg.recentLatency);
+        if (msg.recentLateness) mergeEncoded(this.liveLateness, msg.recentLateness);
+        break;
+      // These carry the counters of that moment: fresher than the last figures, which may be up to a second
+      // old (a status page compared with our count at a phase change would otherwise differ).
+      case "ramped": s.ramped = msg; if (s.lastFigures) s.lastFigures.counters = msg.counters; break;
+      case "held": s.held = msg; if (s.lastFigures) s.lastFigures.counters = msg.counters; break;
+      case "final": s.final = msg; break;
+      case "fatal": s.error = msg.message; break;
+    }
+    this.poke();
+  }
+
+  private post(s: WorkerState, msg: CoordinatorToWorker): void {
+    if (s.proc && alive(s)) {
+      try { s.proc.send(msg); } catch { /* the worker is gone; its exit is recorded */ }
+    }
+  }
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /**
+   * Resolves when cond() holds, re-checked on every worker message, or after timeoutMs. An abort ends the
+   * wait only where `abortable`: it skips the ramp and the traffic, never the workers' final figures.
+   */
+  private async until(cond: () => boolean, timeoutMs: number, abortable = true): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!cond() && performance.now() < deadline && !(abortable && this.hooks.signal?.aborted)) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, Math.min(250, Math.max(1, deadline - performance.now())));
+      });
+    }
+  }
+
+  private setPhase(p: LoadPhase): void {
+    this.phase = p;
+    this.hooks.onPhase?.(p);
+  }
+
+  private async askServer(): Promise<ServerConns | null> {
+    if (!this.plan.statusUrl) return null;
+    const r = await fetchServerConns(this.plan.statusUrl);
+    if ("error" in r) {
+      this.serverError = r.error;
+      return null;
+    }
+    return r;
+  }
+
+  /** The fleet's figures now, as sums over every worker's latest report; rates since the last sample. */
+  private sampleNow(): ProgressSnapshot {
     const sum = zeroCounters();
     let rss = 0;
     let cpu = 0;
     let lag = 0;
     const errors: Record<string, number> = {};
-    for (const s of states) {
-      const tick = s.final ? { counters: s.final.snapshot.counters, proc: s.final.proc } : s.lastFigures;
-      if (!tick) continue;
-      addCounters(sum, tick.counters);
-      rss += tick.proc.rssBytes;
-      cpu += tick.proc.cpuUserUs + tick.proc.cpuSystemUs;
-      lag = Math.max(lag, tick.proc.lagMaxMs);
+    for (const s of this.states) {
+      const latest = s.final ? { counters: s.final.snapshot.counters, proc: s.final.proc } : s.lastFigures;
+      if (!latest) continue;
+      addCounters(sum, latest.counters);
+      rss += latest.proc.rssBytes;
+      cpu += latest.proc.cpuUserUs + latest.proc.cpuSystemUs;
+      lag = Math.max(lag, latest.proc.lagMaxMs);
       for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
     }
     const now = performance.now();
-    const dt = Math.max(0.001, (now - prevAt) / 1000);
+    const dt = Math.max(0.001, (now - this.prevAt) / 1000);
+    const { live, liveLateness, prev } = this;
     const snap: ProgressSnapshot = {
-      t: Math.round((nowMs() - t0) / 100) / 10,
-      phase,
-      target: plan.connections,
+      t: Math.round((nowMs() - this.t0) / 100) / 10,
+      phase: this.phase,
+      target: this.plan.connections,
       open: sum.open,
       attempted: sum.attempted,
       failed: sum.failed,
@@ -152,74 +266,17 @@ export async function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<Lo
       latenessP99Ms: liveLateness.totalCount ? liveLateness.getValueAtPercentile(99) / 1000 : 0,
       errors,
       rssBytes: rss,
-      cpuCores: Math.max(0, (cpu - prevCpu) / 1e6 / dt),
+      cpuCores: Math.max(0, (cpu - this.prevCpu) / 1e6 / dt),
       lagMaxMs: Math.round(lag * 10) / 10,
     };
     live.reset();
     liveLateness.reset();
-    prev = sum;
-    prevCpu = cpu;
-    prevAt = now;
-    if (sum.open > peakOpen) peakOpen = sum.open;
+    this.prev = sum;
+    this.prevCpu = cpu;
+    this.prevAt = now;
+    if (sum.open > this.peakOpen) this.peakOpen = sum.open;
     return snap;
-  };
-  const sampler = setInterval(() => {
-    const snap = sampleNow();
-    samples.push(snap);
-    hooks.onProgress?.(snap);
-  }, 1000);
-
-  const statusUrl = plan.statusUrl;
-  let serverAtRamp: ServerConns | null = null;
-  let serverAtEnd: ServerConns | null = null;
-  let serverError: string | null = null;
-  const askServer = async (): Promise<ServerConns | null> => {
-    if (!statusUrl) return null;
-    const r = await fetchServerConns(statusUrl);
-    if ("error" in r) { serverError = r.error; return null; }
-    return r;
-  };
-
-  try {
-    setPhase("ramp");
-    for (const s of states) post(s, { t: "start", shard: s.shard });
-    await until(() => states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
-    const openAtRampNow = states.reduce((n, s) => n + (s.ramped?.counters.open ?? 0), 0);
-    serverAtRamp = await askServer();
-
-    if (!hooks.signal?.aborted && openAtRampNow > 0) {
-      setPhase("run");
-      const start = nowMs() + 20;
-      for (const s of states) post(s, { t: "run", t0: start, durationS: plan.durationS });
-      await sleep(plan.durationS * 1000, hooks.signal);
-      for (const s of states) post(s, { t: "hold" });
-      await until(() => states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), waitFor(plan.connections / 10, 2000), false);
-      if (plan.holdS > 0) {
-        setPhase("hold");
-        await sleep(plan.holdS * 1000, hooks.signal);
-      }
-    } else if (openAtRampNow === 0) {
-      warnings.push("no connection opened: skipped the traffic phase");
-    }
-    serverAtEnd = await askServer();
-    setPhase("closing");
-    for (const s of states) post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
-    await until(() => states.every((s) => s.final !== null || !alive(s)), waitFor(plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
-  } finally {
-    clearInterval(sampler);
-    for (const s of states) {
-      if (alive(s) && s.final === null) {
-        s.error ??= "worker did not report in time; killed";
-        s.proc?.kill();
-      }
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([Promise.all(states.map((s) => s.proc?.exited)), new Promise((r) => { timer = setTimeout(r, 2000); })]);
-    clearTimeout(timer);
   }
-  const last = sampleNow();
-  if (last.t > (samples.at(-1)?.t ?? 0)) { samples.push(last); hooks.onProgress?.(last); }
-  setPhase("done");
-
-  return buildReport(plan, states, { startedAt, samples, warnings, peakOpen, statusUrl, serverAtRamp, serverAtEnd, serverError });
 }
+
+const alive = (s: WorkerState): boolean => s.exitCode === null;

@@ -1,7 +1,6 @@
 // Load metrics that merge exactly across workers: counters (summed), failures by cause (each with an
 // explanation), server close codes, and HdrHistograms in microseconds that travel as compressed base64.
 import * as hdr from "hdr-histogram-js";
-import { closeCodeMeaning } from "../protocol/close-codes.ts";
 
 export const HIST_NAMES = ["connect", "handshake", "rtt", "push", "lateness", "loopLag"] as const;
 export type HistName = (typeof HIST_NAMES)[number];
@@ -119,8 +118,6 @@ export function causeOf(err: unknown): string {
   return "UNKNOWN";
 }
 
-export { closeCodeMeaning };
-
 /** One worker's figures in a form that crosses IPC and merges exactly. */
 export interface MetricsSnapshot {
   counters: Counters;
@@ -148,8 +145,8 @@ function toMicros(ms: number): number {
 }
 
 export class Metrics extends MetricSet {
-  /** Round trips / pushes since the last interval snapshot, for live p50/p99. */
-  readonly recentRtt = newHistogram();
+  /** Round trips (echo) or push latencies since the last interval snapshot, for live p50/p99. */
+  readonly recentLatency = newHistogram();
   /** Send lateness since the last interval snapshot: a sweep stops a round early on it. */
   readonly recentLateness = newHistogram();
 
@@ -161,7 +158,7 @@ export class Metrics extends MetricSet {
   recordLatencyMs(name: "rtt" | "push", ms: number): void {
     const v = toMicros(ms);
     this.hist[name].recordValue(v);
-    this.recentRtt.recordValue(v);
+    this.recentLatency.recordValue(v);
   }
 
   recordLatenessMs(ms: number): void {
@@ -196,9 +193,9 @@ export class Metrics extends MetricSet {
   }
 
   /** Encodes and resets the recent-latency histogram. */
-  takeRecent(): string {
-    const s = this.recentRtt.totalCount > 0 ? encodeHistogram(this.recentRtt) : "";
-    this.recentRtt.reset();
+  takeRecentLatency(): string {
+    const s = this.recentLatency.totalCount > 0 ? encodeHistogram(this.recentLatency) : "";
+    this.recentLatency.reset();
     return s;
   }
 

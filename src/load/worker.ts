@@ -348,7 +348,7 @@ export class LoadWorker implements ConnHost {
       t: "figures",
       counters: { ...this.metrics.counters },
       errors: { ...this.metrics.errors },
-      recent: this.metrics.takeRecent(),
+      recentLatency: this.metrics.takeRecentLatency(),
       recentLateness: this.metrics.takeRecentLateness(),
       proc: { rssBytes: rss, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
       planned: this.scheduler?.planned ?? 0,
