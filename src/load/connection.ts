@@ -7,7 +7,7 @@ import { encodeClose, encodePong } from "../protocol/frame.ts";
 import type { MaskSource } from "../protocol/mask.ts";
 import { CLOSE_ABNORMAL, CLOSE_NORMAL } from "../protocol/close-codes.ts";
 import { STAMP_BYTES, nowMs } from "../protocol/stamp.ts";
-import { causeOf, type Metrics } from "./metrics.ts";
+import { causeOf, ourCloseNote, type Metrics } from "./metrics.ts";
 
 export const ST_IDLE = 0;
 export const ST_CONNECTING = 1;
@@ -15,6 +15,14 @@ export const ST_UPGRADING = 2;
 export const ST_OPEN = 3;
 export const ST_CLOSING = 4;
 export const ST_CLOSED = 5;
+/** Our close frame is queued behind bytes the socket has not taken yet; TCP ends once they are written. */
+export const ST_FLUSHING = 6;
+
+/**
+ * How long a connection may take to write out what was pending before its close frame (the peer is not
+ * reading): after this the worker drops it. The same limit the coordinator gives an end-of-test close.
+ */
+export const CLOSE_TIMEOUT_MS = 3000;
 
 /** What a stamped incoming message measures: echo round trips, or server push latency. */
 export const MEASURE_RTT = 0;
@@ -35,6 +43,8 @@ export interface ConnHost {
   connOpened(c: Conn): void;
   /** The connection is gone (failed dial, drop, or our own close). */
   connEnded(c: Conn, wasOpen: boolean): void;
+  /** The connection is flushing before its close frame: drop it if still flushing after CLOSE_TIMEOUT_MS. */
+  connFlushing(c: Conn): void;
 }
 
 export class Conn implements ParserState {
@@ -42,6 +52,8 @@ export class Conn implements ParserState {
   sock: Socket<Conn> | null = null;
   /** Dial start and TCP-connected times (performance.now ms). */
   t0 = 0;
+  /** When the connection started flushing before its close frame (performance.now ms). */
+  flushSince = 0;
   tConn = 0;
   /** Sec-WebSocket-Key while upgrading. */
   key: string | null = null;
@@ -210,6 +222,7 @@ const handlers: SocketHandler<Conn, "uint8array"> = {
   data(sock, data) {
     const c = sock.data;
     if (c.sock !== sock) return;
+    // While flushing we have said our last word; what the peer still sends is ignored.
     if (c.state === ST_UPGRADING) onUpgradeData(c, sock, data);
     else if (c.state === ST_OPEN || c.state === ST_CLOSING) parseFrames(c, data, sink, c.host.maxMessage);
   },
@@ -219,6 +232,7 @@ const handlers: SocketHandler<Conn, "uint8array"> = {
     const p = c.pending;
     c.pending = null;
     writeBytes(c, p, p.byteLength);
+    if (c.pending === null && c.state === ST_FLUSHING) endFlushed(c, false);
   },
   close(sock, err) {
     const c = sock.data;
@@ -235,9 +249,14 @@ const handlers: SocketHandler<Conn, "uint8array"> = {
     c.state = ST_CLOSED;
     const m = c.host.metrics;
     if (st === ST_OPEN) {
+      // No close frame came first: a reset (its errno) or an orderly TCP close (EOF).
+      const cause = err ? causeOf(err) : "EOF";
       m.counters.open--;
-      m.drop(CLOSE_ABNORMAL);
-      if (err) m.note(`drop: ${causeOf(err)}`, err);
+      m.drop(cause);
+      m.note(cause, err ?? `TCP closed with no close frame (${CLOSE_ABNORMAL})`);
+      c.host.connEnded(c, true);
+    } else if (st === ST_FLUSHING) {
+      // Already counted when the close began; the peer went away before taking what was pending.
       c.host.connEnded(c, true);
     } else if (st === ST_CLOSING) {
       m.counters.open--;
@@ -259,16 +278,37 @@ const handlers: SocketHandler<Conn, "uint8array"> = {
 function serverClosed(c: Conn, code: number): void {
   // Server-initiated close of an open connection: count it, echo the close, end TCP.
   const m = c.host.metrics;
+  m.counters.open--;
+  m.serverClosed(code);
+  sendCloseAndEnd(c, code === 1005 ? CLOSE_NORMAL : code, "");
+}
+
+/**
+ * Our last close frame, then the end of TCP. RFC 6455 §5.4: a control frame may not go inside another
+ * frame, so when part of a data frame is still pending (the peer stopped reading), the close queues
+ * behind it and TCP ends once everything is written, or after CLOSE_TIMEOUT_MS (see connFlushing).
+ */
+function sendCloseAndEnd(c: Conn, code: number, reason: string): void {
+  const f = encodeClose(code, reason, c.host.masks);
+  writeBytes(c, f, f.byteLength);
+  if (c.pending === null) {
+    endFlushed(c, false);
+    return;
+  }
+  c.state = ST_FLUSHING;
+  c.flushSince = performance.now();
+  c.host.connFlushing(c);
+}
+
+/** Ends TCP after our close frame went out (or, `abandon`, drops it when the peer would not take it). */
+export function endFlushed(c: Conn, abandon: boolean): void {
   const sock = c.sock;
   c.state = ST_CLOSED;
   c.sock = null;
   c.pending = null;
-  m.counters.open--;
-  m.drop(code);
   if (sock) {
-    const f = encodeClose(code === 1005 ? CLOSE_NORMAL : code, "", c.host.masks);
-    sock.write(f);
-    sock.end();
+    if (abandon) sock.terminate();
+    else sock.end();
   }
   c.host.connEnded(c, true);
 }
@@ -312,21 +352,14 @@ const sink: FrameSink<Conn> = {
   },
   fail(c, code, reason) {
     const m = c.host.metrics;
-    m.errors.PROTOCOL_ERROR = (m.errors.PROTOCOL_ERROR ?? 0) + 1;
-    m.note("PROTOCOL_ERROR", reason);
-    const sock = c.sock;
+    m.note(ourCloseNote(code), reason);
     if (c.state === ST_OPEN) {
-      c.state = ST_CLOSED;
-      c.sock = null;
       m.counters.open--;
-      m.drop(code);
-      if (sock) {
-        sock.write(encodeClose(code, reason, c.host.masks));
-        sock.end();
-      }
-      c.host.connEnded(c, true);
-    } else if (sock) {
-      sock.end();
+      m.failedByUs(code);
+      sendCloseAndEnd(c, code, reason);
+    } else {
+      // Closing already (our close is out): end TCP without another close frame.
+      c.sock?.end();
     }
   },
 };

@@ -1,6 +1,7 @@
 // Load metrics that merge exactly across workers: counters (summed), failures by cause (each with an
 // explanation), server close codes, and HdrHistograms in microseconds that travel as compressed base64.
 import * as hdr from "hdr-histogram-js";
+import { closeCodeMeaning } from "../protocol/close-codes.ts";
 
 export const HIST_NAMES = ["connect", "handshake", "rtt", "push", "lateness", "loopLag"] as const;
 export type HistName = (typeof HIST_NAMES)[number];
@@ -40,10 +41,12 @@ export interface Counters {
   open: number;
   /** Dials that ended before the upgrade completed. */
   failed: number;
-  /** Open connections ended by the server or the network (close frame or TCP drop). */
+  /** Open connections ended by the server or the network (close frame, reset, or EOF). */
   dropped: number;
   /** Connections we closed at the end of the test. */
   closedByUs: number;
+  /** Open connections we failed mid-run because the server broke RFC 6455 (close 1002, 1007 or 1009). */
+  failedByUs: number;
   /** Dials that were reconnects of a dropped or failed slot. */
   reconnects: number;
   msgsOut: number;
@@ -57,7 +60,7 @@ export interface Counters {
 
 export function zeroCounters(): Counters {
   return {
-    attempted: 0, opened: 0, open: 0, failed: 0, dropped: 0, closedByUs: 0, reconnects: 0,
+    attempted: 0, opened: 0, open: 0, failed: 0, dropped: 0, closedByUs: 0, failedByUs: 0, reconnects: 0,
     msgsOut: 0, msgsIn: 0, bytesOut: 0, bytesIn: 0, sendsSkipped: 0, pingsIn: 0,
   };
 }
@@ -86,12 +89,21 @@ const CAUSES: Record<string, string> = {
   BAD_SUBPROTOCOL: "the server picked a subprotocol we did not offer (--subprotocol)",
   BAD_EXTENSION: "the server negotiated an extension we did not offer",
   CLOSED_DURING_HANDSHAKE: "the server closed the TCP connection before answering the upgrade (at its limits, or not a WebSocket endpoint)",
-  PROTOCOL_ERROR: "the server broke RFC 6455 after the upgrade (we failed the connection with close 1002/1007/1009)",
+  // Why an open connection ended (drops). A close frame from the server is `CLOSE_<code>`.
+  EOF: "the server or a middlebox ended the TCP connection without a close frame (crash, kill, idle timeout of a proxy)",
 };
+
+/** Where the first reason for a close we sent is kept (the parser's words: "masked frame from server", ...). */
+export const ourCloseNote = (code: number): string => `SENT_${code}`;
+
+/** The cause a drop is counted under when the server closed with a close frame. */
+export const serverCloseCause = (code: number): string => `CLOSE_${code}`;
 
 export function explainCause(cause: string): string {
   const known = CAUSES[cause];
   if (known) return known;
+  const close = /^CLOSE_(\d+)$/.exec(cause);
+  if (close) return `the server closed the connection with ${close[1]}: ${closeCodeMeaning(Number(close[1]))}`;
   const http = /^HTTP_(\d{3})$/.exec(cause);
   if (http) {
     const status = Number(http[1]);
@@ -122,7 +134,12 @@ export function causeOf(err: unknown): string {
 export interface MetricsSnapshot {
   counters: Counters;
   errors: Record<string, number>;
+  /** Close codes the server sent to close an open connection. */
   closeCodes: Record<string, number>;
+  /** Why open connections ended other than by our end-of-test close: `CLOSE_<code>`, an errno, or EOF. */
+  drops: Record<string, number>;
+  /** Close codes we sent mid-run to fail a connection whose server broke the protocol. */
+  ourCloses: Record<string, number>;
   notes: Record<string, string>;
   /** Encoded histograms (µs). */
   hist: Record<HistName, string>;
@@ -133,6 +150,8 @@ class MetricSet {
   readonly counters: Counters = zeroCounters();
   readonly errors: Record<string, number> = {};
   readonly closeCodes: Record<string, number> = {};
+  readonly drops: Record<string, number> = {};
+  readonly ourCloses: Record<string, number> = {};
   /** The first message seen for each cause, to show next to its explanation. */
   readonly notes: Record<string, string> = {};
   readonly hist = Object.fromEntries(HIST_NAMES.map((n) => [n, newHistogram()])) as Record<HistName, hdr.Histogram>;
@@ -172,11 +191,24 @@ export class Metrics extends MetricSet {
     this.errors[cause] = (this.errors[cause] ?? 0) + 1;
   }
 
-  /** An open connection ended by the server (close frame code) or the network (1006). */
-  drop(code: number): void {
-    this.counters.dropped++;
+  /** An open connection the server closed with a close frame. */
+  serverClosed(code: number): void {
     const k = String(code);
     this.closeCodes[k] = (this.closeCodes[k] ?? 0) + 1;
+    this.drop(serverCloseCause(code));
+  }
+
+  /** An open connection ended by the server or the network, by cause (an errno such as ECONNRESET, EOF, CLOSE_<code>). */
+  drop(cause: string): void {
+    this.counters.dropped++;
+    this.drops[cause] = (this.drops[cause] ?? 0) + 1;
+  }
+
+  /** An open connection we failed because the server broke the protocol; `code` is the close we sent. */
+  failedByUs(code: number): void {
+    this.counters.failedByUs++;
+    const k = String(code);
+    this.ourCloses[k] = (this.ourCloses[k] ?? 0) + 1;
   }
 
   /** Keeps the first detail message seen for a cause. */
@@ -189,7 +221,10 @@ export class Metrics extends MetricSet {
   snapshot(): MetricsSnapshot {
     const hist = {} as Record<HistName, string>;
     for (const n of HIST_NAMES) hist[n] = encodeHistogram(this.hist[n]);
-    return { counters: { ...this.counters }, errors: { ...this.errors }, closeCodes: { ...this.closeCodes }, notes: { ...this.notes }, hist };
+    return {
+      counters: { ...this.counters }, errors: { ...this.errors }, closeCodes: { ...this.closeCodes }, drops: { ...this.drops },
+      ourCloses: { ...this.ourCloses }, notes: { ...this.notes }, hist,
+    };
   }
 
   /** Encodes and resets the recent-latency histogram. */
@@ -207,12 +242,18 @@ export class Metrics extends MetricSet {
   }
 }
 
+function addAll(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
 /** Sums worker snapshots; histograms merged exactly. */
 export class MergedMetrics extends MetricSet {
   add(s: MetricsSnapshot): void {
     addCounters(this.counters, s.counters);
-    for (const [k, v] of Object.entries(s.errors)) this.errors[k] = (this.errors[k] ?? 0) + v;
-    for (const [k, v] of Object.entries(s.closeCodes)) this.closeCodes[k] = (this.closeCodes[k] ?? 0) + v;
+    addAll(this.errors, s.errors);
+    addAll(this.closeCodes, s.closeCodes);
+    addAll(this.drops, s.drops);
+    addAll(this.ourCloses, s.ourCloses);
     for (const [k, v] of Object.entries(s.notes)) if (!(k in this.notes)) this.notes[k] = v;
     for (const n of HIST_NAMES) mergeEncoded(this.hist[n], s.hist[n]);
   }

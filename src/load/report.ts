@@ -6,7 +6,7 @@ import { closeCodeMeaning } from "../protocol/close-codes.ts";
 import { formatTarget } from "../system/targets.ts";
 import type { ProcessFigures, WorkerToCoordinator } from "./ipc.ts";
 import {
-  HIST_NAMES, MergedMetrics, addCounters, explainCause, mergeEncoded, newHistogram, summarize,
+  HIST_NAMES, MergedMetrics, addCounters, explainCause, mergeEncoded, newHistogram, ourCloseNote, summarize,
   type Counters, type HistName, type LatencySummary,
 } from "./metrics.ts";
 import { offeredRate, type LoadPlan, type WorkerShard } from "./plan.ts";
@@ -63,6 +63,17 @@ export interface WorkerFigures {
   error: string | null;
 }
 
+export interface CloseFigure {
+  code: number;
+  count: number;
+  meaning: string;
+}
+
+export interface DropFigure extends ErrorFigure {
+  /** "server": it sent a close frame; "network": TCP ended under us (reset or EOF) with no close frame. */
+  by: "server" | "network";
+}
+
 export interface ErrorFigure {
   cause: string;
   count: number;
@@ -97,8 +108,14 @@ export interface LoadReport {
     dialsPerSecond: number;
   };
   counters: Counters;
+  /** Dials that failed, by cause. */
   errors: ErrorFigure[];
-  serverCloses: { code: number; count: number; meaning: string }[];
+  /** Close codes the server sent to end open connections (only closes the server began). */
+  serverCloses: CloseFigure[];
+  /** Why open connections ended before our end-of-test close: a close frame, a reset, EOF; who ended them. */
+  drops: DropFigure[];
+  /** Closes we sent mid-run to fail connections whose server broke RFC 6455 (1002, 1007, 1009). */
+  ourCloses: (CloseFigure & { example: string | null })[];
   latency: Record<HistName, LatencySummary>;
   traffic: {
     runSeconds: number;
@@ -194,6 +211,58 @@ function workerFigures(s: WorkerOutcome): WorkerFigures {
   };
 }
 
+/** Why the plan was not met; empty when it was. */
+function unmetReasons(
+  plan: LoadPlan,
+  c: Counters,
+  r: {
+    openAtRamp: number; offered: number; achieved: number; runSeconds: number; workers: WorkerFigures[];
+    drops: DropFigure[]; ourCloses: Record<string, number>;
+  },
+): string[] {
+  const reasons: string[] = [];
+  if (c.failed > 0) reasons.push(`${c.failed} of ${c.attempted} dials failed`);
+  if (r.openAtRamp < plan.connections) reasons.push(`only ${r.openAtRamp} of ${plan.connections} connections were open after the ramp`);
+  if (c.dropped > 0) {
+    const causes = r.drops.map((d) => `${d.cause} ${d.count}`).join(", ");
+    reasons.push(`${c.dropped} open connections were dropped by the server or the network (${causes})`);
+  }
+  if (c.failedByUs > 0) {
+    const codes = Object.entries(r.ourCloses).map(([code, n]) => `close ${code} ${n}`).join(", ");
+    reasons.push(`${c.failedByUs} connections were failed by us because the server broke RFC 6455 (${codes})`);
+  }
+  if (r.offered > 0 && r.runSeconds > 0 && r.achieved < 0.95 * r.offered) {
+    reasons.push(`sent ${Math.round(r.achieved)} msg/s of the ${Math.round(r.offered)} msg/s offered (below 95%)`);
+  }
+  for (const w of r.workers) if (w.error) reasons.push(`worker ${w.index}: ${w.error.split("\n")[0]}`);
+  return reasons;
+}
+
+/** What is worth a look even when the plan was met. */
+function runWarnings(plan: LoadPlan, c: Counters, latency: Record<HistName, LatencySummary>, sentInRun: number): string[] {
+  const warnings: string[] = [];
+  if (plan.mode === "echo" && sentInRun > 0 && c.msgsIn < sentInRun * 0.95) {
+    warnings.push(`only ${c.msgsIn} of ${sentInRun} messages came back: is the server echoing?`);
+  }
+  if (latency.lateness.p99Ms > 10) {
+    warnings.push(`send lateness p99 ${latency.lateness.p99Ms} ms: the generator itself was behind schedule (add --workers, or lower the rate)`);
+  }
+  return warnings;
+}
+
+/** Counts by cause, largest first, each with what it means and the first message seen for it. */
+function causeFigures(counts: Record<string, number>, notes: Record<string, string>): ErrorFigure[] {
+  return Object.entries(counts)
+    .sort((a, b) => b[1] - a[1])
+    .map(([cause, count]) => ({ cause, count, explanation: explainCause(cause), example: notes[cause] ?? null }));
+}
+
+function closeFigures(codes: Record<string, number>): CloseFigure[] {
+  return Object.entries(codes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([code, count]) => ({ code: Number(code), count, meaning: closeCodeMeaning(Number(code)) }));
+}
+
 const sum = (states: WorkerOutcome[], of: (s: WorkerOutcome) => number): number => states.reduce((n, s) => n + of(s), 0);
 
 export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunContext): LoadReport {
@@ -219,28 +288,11 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
   const rssGrowth = workers.reduce((n, w) => n + Math.max(0, w.rampRssBytes - w.baseRssBytes), 0);
   const cpuSeconds = workers.reduce((n, w) => n + w.cpuUserSeconds + w.cpuSystemSeconds, 0);
 
-  const errors: ErrorFigure[] = Object.entries(merged.errors)
-    .sort((a, b) => b[1] - a[1])
-    .map(([cause, count]) => ({ cause, count, explanation: explainCause(cause), example: merged.notes[cause] ?? null }));
-  const serverCloses = Object.entries(merged.closeCodes)
-    .sort((a, b) => b[1] - a[1])
-    .map(([code, count]) => ({ code: Number(code), count, meaning: closeCodeMeaning(Number(code)) }));
+  const errors = causeFigures(merged.errors, merged.notes);
+  const drops: DropFigure[] = causeFigures(merged.drops, merged.notes).map((d) => ({ ...d, by: d.cause.startsWith("CLOSE_") ? "server" : "network" }));
 
-  const reasons: string[] = [];
-  if (c.failed > 0) reasons.push(`${c.failed} of ${c.attempted} dials failed`);
-  if (openAtRamp < plan.connections) reasons.push(`only ${openAtRamp} of ${plan.connections} connections were open after the ramp`);
-  if (c.dropped > 0) reasons.push(`${c.dropped} open connections were dropped by the server or the network`);
-  if (offered > 0 && runSeconds > 0 && achieved < 0.95 * offered) {
-    reasons.push(`sent ${Math.round(achieved)} msg/s of the ${Math.round(offered)} msg/s offered (below 95%)`);
-  }
-  for (const w of workers) if (w.error) reasons.push(`worker ${w.index}: ${w.error.split("\n")[0]}`);
-  const warnings = [...x.warnings];
-  if (plan.mode === "echo" && sentInRun > 0 && c.msgsIn < sentInRun * 0.95) {
-    warnings.push(`only ${c.msgsIn} of ${sentInRun} messages came back: is the server echoing?`);
-  }
-  if (latency.lateness.p99Ms > 10) {
-    warnings.push(`send lateness p99 ${latency.lateness.p99Ms} ms: the generator itself was behind schedule (add --workers, or lower the rate)`);
-  }
+  const reasons = unmetReasons(plan, c, { openAtRamp, offered, achieved, runSeconds, workers, drops, ourCloses: merged.ourCloses });
+  const warnings = [...x.warnings, ...runWarnings(plan, c, latency, sentInRun)];
 
   const met = reasons.length === 0;
   return {
@@ -268,7 +320,9 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
     },
     counters: { ...c },
     errors,
-    serverCloses,
+    serverCloses: closeFigures(merged.closeCodes),
+    drops,
+    ourCloses: closeFigures(merged.ourCloses).map((f) => ({ ...f, example: merged.notes[ourCloseNote(f.code)] ?? null })),
     latency,
     traffic: {
       runSeconds: Math.round(runSeconds * 1000) / 1000,

@@ -10,8 +10,8 @@ import { OP_BINARY } from "../protocol/constants.ts";
 import { STAMP_BYTES } from "../protocol/stamp.ts";
 import { formatTarget } from "../system/targets.ts";
 import {
-  Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_IDLE, ST_OPEN, ST_UPGRADING,
-  abortDial, closeConn, dial, terminateConn, writeBytes, type ConnHost,
+  CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_UPGRADING,
+  abortDial, closeConn, dial, endFlushed, terminateConn, writeBytes, type ConnHost,
 } from "./connection.ts";
 import { Metrics } from "./metrics.ts";
 import { SendScheduler } from "./scheduler.ts";
@@ -83,6 +83,9 @@ export class LoadWorker implements ConnHost {
   private tqConn: Conn[] = [];
   private tqT0: number[] = [];
   private tqHead = 0;
+  // Connections flushing before their close frame, in start order (every one gets the same limit).
+  private flushing: Conn[] = [];
+  private flushingT0: number[] = [];
   // Reconnect heap keyed by due time.
   private rqDue: number[] = [];
   private rqSlot: number[] = [];
@@ -182,7 +185,7 @@ export class LoadWorker implements ConnHost {
     const done = new Promise<void>((resolve) => { this.closeResolve = resolve; });
     this.checkClosed();
     const timer = setTimeout(() => {
-      for (const c of this.conns) if (c.state === ST_CLOSING || c.state === ST_OPEN) terminateConn(c);
+      for (const c of this.conns) if (c.state === ST_CLOSING || c.state === ST_OPEN || c.state === ST_FLUSHING) terminateConn(c);
       setTimeout(() => this.closeResolve?.(), 200);
     }, timeoutMs);
     await done;
@@ -223,6 +226,11 @@ export class LoadWorker implements ConnHost {
     this.inFlight--;
     if (!c.settled) { c.settled = true; this.settled++; }
     this.afterDial();
+  }
+
+  connFlushing(c: Conn): void {
+    this.flushing.push(c);
+    this.flushingT0.push(c.flushSince);
   }
 
   connEnded(c: Conn, wasOpen: boolean): void {
@@ -310,6 +318,22 @@ export class LoadWorker implements ConnHost {
     }
   }
 
+  /** Drops connections whose peer did not take what preceded our close frame within CLOSE_TIMEOUT_MS. */
+  private expireFlushes(now: number): void {
+    if (this.flushing.length === 0) return;
+    const limit = now - CLOSE_TIMEOUT_MS;
+    let k = 0;
+    while (k < this.flushing.length && this.flushingT0[k]! <= limit) {
+      const c = this.flushing[k]!;
+      if (c.state === ST_FLUSHING && c.flushSince === this.flushingT0[k]) endFlushed(c, true);
+      k++;
+    }
+    if (k > 0) {
+      this.flushing.splice(0, k);
+      this.flushingT0.splice(0, k);
+    }
+  }
+
   private controlTick(): void {
     const now = performance.now();
     const lag = now - this.lagExpected;
@@ -337,6 +361,7 @@ export class LoadWorker implements ConnHost {
       this.tqT0 = this.tqT0.slice(this.tqHead);
       this.tqHead = 0;
     }
+    this.expireFlushes(now);
     if (this.phase === "ramp" || this.rqDue.length > 0) this.pump();
   }
 

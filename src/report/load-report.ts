@@ -2,7 +2,7 @@
 // latency percentiles, offered vs achieved throughput, send lateness, generator cost, the server's count.
 import { renderTable } from "./table.ts";
 import { HIST_LABELS, HIST_NAMES, type HistName } from "../load/metrics.ts";
-import type { LoadReport } from "../load/report.ts";
+import type { ErrorFigure, LoadReport } from "../load/report.ts";
 
 function num(v: number): string {
   return Math.round(v).toLocaleString("en-US");
@@ -35,6 +35,7 @@ export function renderLoadReport(r: LoadReport): string {
     ["attempted", num(c.attempted) + (c.reconnects > 0 ? ` (${num(c.reconnects)} reconnects)` : "")],
     ["failed", num(c.failed)],
     ["dropped", num(c.dropped)],
+    ...(r.counters.failedByUs > 0 ? [["failed by us (protocol)", num(r.counters.failedByUs)]] : []),
     ["closed by us", num(c.closedByUs)],
   ];
   if (r.server.atRamp || r.server.atEnd) {
@@ -45,18 +46,16 @@ export function renderLoadReport(r: LoadReport): string {
   }
   out.push(indent(renderTable(["", ""], connRows, { align: ["left", "left"] }).split("\n").slice(1).join("\n")));
 
-  if (r.errors.length > 0) {
+  causes(out, "Failed dials by cause", r.errors);
+  causes(out, "Closed by the server (close frame)", r.drops.filter((d) => d.by === "server"));
+  causes(out, "Dropped by the network or the server's TCP (no close frame)", r.drops.filter((d) => d.by === "network"));
+  if (r.ourCloses.length > 0) {
     out.push("");
-    out.push("Errors by cause");
-    for (const e of r.errors) {
-      out.push(`  ${num(e.count).padStart(8)}  ${e.cause}: ${e.explanation}`);
-      if (e.example) out.push(`            e.g. ${e.example}`);
+    out.push("Failed by us: the server broke RFC 6455");
+    for (const s of r.ourCloses) {
+      out.push(`  ${num(s.count).padStart(8)}  we sent ${s.code}: ${s.meaning}`);
+      if (s.example) out.push(`            e.g. ${s.example}`);
     }
-  }
-  if (r.serverCloses.length > 0) {
-    out.push("");
-    out.push("Closed by the server");
-    for (const s of r.serverCloses) out.push(`  ${num(s.count).padStart(8)}  ${s.code}: ${s.meaning}`);
   }
 
   out.push("");
@@ -102,6 +101,17 @@ export function renderLoadReport(r: LoadReport): string {
   out.push("");
   out.push(r.verdict.met ? "Result: plan met (exit 0)" : `Result: plan NOT met (exit 1): ${r.verdict.reasons.join("; ")}`);
   return out.join("\n");
+}
+
+/** A section of counts by cause, each with its explanation and first example; nothing when empty. */
+function causes(out: string[], title: string, figures: ErrorFigure[]): void {
+  if (figures.length === 0) return;
+  out.push("");
+  out.push(title);
+  for (const e of figures) {
+    out.push(`  ${num(e.count).padStart(8)}  ${e.cause}: ${e.explanation}`);
+    if (e.example) out.push(`            e.g. ${e.example}`);
+  }
 }
 
 function indent(s: string): string {
