@@ -25,10 +25,27 @@ const CLOSE_TIMEOUT_MS = 3000;
 const SLOWEST_CONNECTIONS_PER_SEC = 5000;
 const waitFor = (connections: number, baseMs: number) => baseMs + Math.ceil((connections / SLOWEST_CONNECTIONS_PER_SEC) * 1000);
 
+/** Per second, over the worker's own reporting interval. */
+interface WorkerRates {
+  dials: number;
+  msgsOut: number;
+  msgsIn: number;
+  cpuCores: number;
+}
+
 interface WorkerState extends WorkerOutcome {
   shard: WorkerShard;
   proc: Subprocess | null;
+  /** Its last figures' counters, CPU and time, the base of its next rates. */
+  rateBase: { counters: Counters; cpuUs: number; atMs: number } | null;
+  rates: WorkerRates;
+  /** When its last figures arrived (performance.now ms). */
+  heardAt: number;
 }
+
+const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
+/** A worker's figures older than this at a sample are late: its last rates are held and the line says so. */
+const LATE_MS = 1500;
 
 /** GET /conns on the server; null when the server has no such endpoint. */
 async function fetchServerConns(url: string, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
@@ -59,10 +76,6 @@ class LoadRun {
   private readonly liveLateness = newHistogram();
   private phase: LoadPhase = "starting";
   private wake: (() => void) | null = null;
-  // What the last live sample saw, for rates.
-  private prev: Counters = zeroCounters();
-  private prevCpu = 0;
-  private prevAt = performance.now();
   private peakOpen = 0;
   private serverAtRamp: ServerConns | null = null;
   private serverAtEnd: ServerConns | null = null;
@@ -74,6 +87,7 @@ class LoadRun {
   ) {
     this.states = shardPlan(plan).map((shard) => ({
       shard, proc: null, pid: 0, lastFigures: null, errors: {}, ramped: null, held: null, final: null, baseRss: 0, exitCode: null, error: null,
+      rateBase: null, rates: NO_RATES, heardAt: 0,
     }));
   }
 
@@ -175,6 +189,7 @@ class LoadRun {
     switch (msg.t) {
       case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
       case "figures":
+        updateRates(s, msg);
         s.lastFigures = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
         s.errors = msg.errors;
         if (msg.recentLatency) mergeEncoded(this.live, msg.recentLatency);
@@ -231,25 +246,34 @@ class LoadRun {
     return r;
   }
 
-  /** The fleet's figures now, as sums over every worker's latest report; rates since the last sample. */
+  /**
+   * The fleet's figures now: counts summed over every worker's latest report, rates summed over each
+   * worker's own last interval. A worker whose report is late keeps its last rates and is counted late, so
+   * a second of late reports never reads as zero traffic.
+   */
   private sampleNow(): ProgressSnapshot {
     const sum = zeroCounters();
+    const rates = { ...NO_RATES };
     let rss = 0;
-    let cpu = 0;
     let lag = 0;
+    let late = 0;
+    const now = performance.now();
     const errors: Record<string, number> = {};
     for (const s of this.states) {
       const latest = s.final ? { counters: s.final.snapshot.counters, proc: s.final.proc } : s.lastFigures;
       if (!latest) continue;
       addCounters(sum, latest.counters);
       rss += latest.proc.rssBytes;
-      cpu += latest.proc.cpuUserUs + latest.proc.cpuSystemUs;
       lag = Math.max(lag, latest.proc.lagMaxMs);
       for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
+      if (s.final || !alive(s)) continue;
+      if (now - s.heardAt > LATE_MS) late++;
+      rates.dials += s.rates.dials;
+      rates.msgsOut += s.rates.msgsOut;
+      rates.msgsIn += s.rates.msgsIn;
+      rates.cpuCores += s.rates.cpuCores;
     }
-    const now = performance.now();
-    const dt = Math.max(0.001, (now - this.prevAt) / 1000);
-    const { live, liveLateness, prev } = this;
+    const { live, liveLateness } = this;
     const snap: ProgressSnapshot = {
       t: Math.round((nowMs() - this.t0) / 100) / 10,
       phase: this.phase,
@@ -258,25 +282,40 @@ class LoadRun {
       attempted: sum.attempted,
       failed: sum.failed,
       dropped: sum.dropped,
-      dialsPerSec: Math.round((sum.attempted - prev.attempted) / dt),
-      msgsOutPerSec: Math.round((sum.msgsOut - prev.msgsOut) / dt),
-      msgsInPerSec: Math.round((sum.msgsIn - prev.msgsIn) / dt),
+      dialsPerSec: Math.round(rates.dials),
+      msgsOutPerSec: Math.round(rates.msgsOut),
+      msgsInPerSec: Math.round(rates.msgsIn),
       latencyP50Ms: live.totalCount ? live.getValueAtPercentile(50) / 1000 : 0,
       latencyP99Ms: live.totalCount ? live.getValueAtPercentile(99) / 1000 : 0,
       latenessP99Ms: liveLateness.totalCount ? liveLateness.getValueAtPercentile(99) / 1000 : 0,
       errors,
       rssBytes: rss,
-      cpuCores: Math.max(0, (cpu - this.prevCpu) / 1e6 / dt),
+      cpuCores: rates.cpuCores,
       lagMaxMs: Math.round(lag * 10) / 10,
+      lateWorkers: late,
     };
     live.reset();
     liveLateness.reset();
-    this.prev = sum;
-    this.prevCpu = cpu;
-    this.prevAt = now;
     if (sum.open > this.peakOpen) this.peakOpen = sum.open;
     return snap;
   }
+}
+
+/** A worker's rates over the interval between its last two reports, timed by the worker's own clock. */
+function updateRates(s: WorkerState, msg: Extract<WorkerToCoordinator, { t: "figures" }>): void {
+  const cpuUs = msg.proc.cpuUserUs + msg.proc.cpuSystemUs;
+  const base = s.rateBase;
+  if (base && msg.atMs > base.atMs) {
+    const dt = (msg.atMs - base.atMs) / 1000;
+    s.rates = {
+      dials: (msg.counters.attempted - base.counters.attempted) / dt,
+      msgsOut: (msg.counters.msgsOut - base.counters.msgsOut) / dt,
+      msgsIn: (msg.counters.msgsIn - base.counters.msgsIn) / dt,
+      cpuCores: Math.max(0, (cpuUs - base.cpuUs) / 1e6 / dt),
+    };
+  }
+  s.rateBase = { counters: msg.counters, cpuUs, atMs: msg.atMs };
+  s.heardAt = performance.now();
 }
 
 const alive = (s: WorkerState): boolean => s.exitCode === null;

@@ -20,7 +20,8 @@ export interface ProcessFigures {
 
 export type WorkerToCoordinator =
   | { t: "ready"; pid: number; baseRssBytes: number }
-  | { t: "figures"; counters: Counters; errors: Record<string, number>; recentLatency: string; recentLateness: string; proc: ProcessFigures; planned: number }
+  /** Once a second; `atMs` is when it was taken (wall clock), so rates use the worker's own interval. */
+  | { t: "figures"; atMs: number; counters: Counters; errors: Record<string, number>; recentLatency: string; recentLateness: string; proc: ProcessFigures; planned: number }
   | { t: "ramped"; counters: Counters; rampMs: number; rssBytes: number; cpuUs: number }
   | { t: "held"; counters: Counters; cpuUs: number; runMs: number }
   | { t: "final"; snapshot: MetricsSnapshot; proc: ProcessFigures; baseRssBytes: number; peakRssBytes: number; rampRssBytes: number; rampOpen: number; planned: number; runMs: number }

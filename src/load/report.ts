@@ -37,6 +37,8 @@ export interface ProgressSnapshot {
   cpuCores: number;
   /** Worst event-loop lag of any worker over the last second. */
   lagMaxMs: number;
+  /** Workers whose figures were late for this sample: their last rates are held (counts are their latest). */
+  lateWorkers: number;
 }
 
 export interface ServerConns {

@@ -7,7 +7,7 @@ import { RequestTemplate } from "../protocol/handshake.ts";
 import { MaskSource } from "../protocol/mask.ts";
 import { maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
 import { OP_BINARY } from "../protocol/constants.ts";
-import { STAMP_BYTES } from "../protocol/stamp.ts";
+import { STAMP_BYTES, nowMs } from "../protocol/stamp.ts";
 import { formatTarget } from "../system/targets.ts";
 import {
   CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_UPGRADING,
@@ -371,6 +371,7 @@ export class LoadWorker implements ConnHost {
     const cpu = process.cpuUsage();
     this.emit({
       t: "figures",
+      atMs: nowMs(),
       counters: { ...this.metrics.counters },
       errors: { ...this.metrics.errors },
       recentLatency: this.metrics.takeRecentLatency(),

@@ -22,6 +22,7 @@ export function progressLine(s: ProgressSnapshot, latencyLabel = "rtt"): string 
   parts.push(`msg/s out ${compact(s.msgsOutPerSec)} in ${compact(s.msgsInPerSec)}`);
   if (s.latencyP99Ms > 0) parts.push(`${latencyLabel} p50 ${shortMs(s.latencyP50Ms)} p99 ${shortMs(s.latencyP99Ms)} ms`);
   parts.push(`cpu ${s.cpuCores.toFixed(2)} rss ${compact(s.rssBytes / 1048576)}MiB`);
+  if (s.lateWorkers > 0) parts.push(`(${s.lateWorkers} worker${s.lateWorkers === 1 ? "" : "s"} late: last rates held)`);
   return parts.join("  ");
 }
 
