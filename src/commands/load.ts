@@ -3,7 +3,7 @@
 // arrive here as their long forms (cli.ts translates them).
 import type { Command } from "commander";
 import { writeFileSync } from "node:fs";
-import { bytes, choice, collect, integer, seconds, workers } from "../flags.ts";
+import { bytes, choice, collect, decimal, integer, seconds, workers } from "../flags.ts";
 import { DEFAULT_PATH, LOAD_DEFAULTS, LOAD_MODES } from "../load/plan.ts";
 import { resolvePlan, type LoadOptions } from "../load/plan-check.ts";
 import { runLoad } from "../load/coordinator.ts";
@@ -19,6 +19,7 @@ const d = {
   duration: LOAD_DEFAULTS.durationS,
   hold: LOAD_DEFAULTS.holdS,
   interval: LOAD_DEFAULTS.intervalMs,
+  inFlight: LOAD_DEFAULTS.inFlight,
   size: LOAD_DEFAULTS.size,
   mode: LOAD_DEFAULTS.mode,
   workers: "auto" as const,
@@ -57,7 +58,8 @@ export function registerLoad(program: Command): void {
     .option("--rate <n>", "dials per second cap (0: none)", integer("--rate", 0, 10_000_000), d.rate)
     .option("--duration <s>", "seconds of traffic once the connections are up (classic -time)", integer("--duration", 0, 30 * 86400), d.duration)
     .option("--hold <s>", "seconds to keep connections open after the traffic, before closing (classic -wait)", integer("--hold", 0, 30 * 86400), d.hold)
-    .option("--interval <ms>", "each connection sends every <ms> (classic -sendtick; 0: idle)", integer("--interval", 0, 3_600_000), d.interval)
+    .option("--interval <ms>", "each connection sends every <ms> (classic -sendtick; 0: idle; fractions for more than 1,000 msg/s per connection, e.g. 0.1)", decimal("--interval", 0, 3_600_000), d.interval)
+    .option("--in-flight <n>", "closed loop (echo): each connection keeps <n> messages outstanding, the next sent as an echo returns (ignores --interval)", integer("--in-flight", 0, 1_000_000), d.inFlight)
     .option("--size <bytes>", "payload bytes per message (classic -databyte; 12+ carry a timestamp)", bytes("--size", 0, 16 << 20), d.size)
     .option("--mode <mode>", "echo (round trips), send (fire and forget), receive (server push latency), idle", choice("--mode", LOAD_MODES), d.mode)
     .option("--workers <auto|n>", "load worker processes (auto: enough to stay under the open-files limit)", workers("--workers"), d.workers)

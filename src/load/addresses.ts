@@ -2,8 +2,6 @@
 // slot uses. Default: no bind; slots spread round robin over destination (address, port) pairs, each of
 // which has its own full ephemeral port range. With --source, slots spread over the sources and take
 // explicit local ports in order (the kernel then does no port search per bind).
-import type { Target } from "../system/targets.ts";
-
 export function targetIndexOf(globalSlot: number, targets: number): number {
   return globalSlot % targets;
 }
@@ -16,10 +14,4 @@ export function sourceIndexOf(globalSlot: number, sources: number): number {
 export function localPortOf(globalSlot: number, sources: number, portBase: number): number | undefined {
   if (portBase <= 0 || sources === 0) return undefined;
   return portBase + Math.floor(globalSlot / sources);
-}
-
-/** Most connections any one destination pair (or source address, when binding) carries. */
-export function busiestPair(connections: number, targets: readonly Target[], sources: readonly string[]): number {
-  const pairs = sources.length > 0 ? sources.length : targets.length;
-  return Math.ceil(connections / Math.max(1, pairs));
 }

@@ -43,6 +43,8 @@ export interface ConnHost {
   connOpened(c: Conn): void;
   /** The connection is gone (failed dial, drop, or our own close). */
   connEnded(c: Conn, wasOpen: boolean): void;
+  /** Closed loop: called for each message received while traffic runs, to send the next (null: open loop). */
+  readonly onEcho: ((c: Conn) => void) | null;
   /** The connection is flushing before its close frame: drop it if still flushing after CLOSE_TIMEOUT_MS. */
   connFlushing(c: Conn): void;
 }
@@ -334,6 +336,8 @@ const sink: FrameSink<Conn> = {
       // Only plausible stamps (an unstamped payload decodes to noise).
       if (d > -1000 && d < 3_600_000) m.recordLatencyMs(c.host.measure === MEASURE_RTT ? "rtt" : "push", d < 0 ? 0 : d);
     }
+    const onEcho = c.host.onEcho;
+    if (onEcho !== null) onEcho(c);
   },
   ping(c, data) {
     c.host.metrics.counters.pingsIn++;

@@ -20,6 +20,7 @@ export interface LoadOptions {
   duration: number;
   hold: number;
   interval: number;
+  inFlight: number;
   size: number;
   mode: LoadMode;
   workers: number | "auto";
@@ -128,10 +129,12 @@ export function resolvePlan(o: LoadOptions, limits: Limits = readLimits()): Reso
   }
 
   const sending = isSending(o.mode);
+  if (o.interval > 0 && o.interval < 0.001) throw new UsageError(`--interval ${o.interval}: the shortest interval is 0.001 ms (a million messages a second per connection)`);
+  if (o.inFlight > 0 && o.mode !== "echo") throw new UsageError(`--in-flight needs --mode echo (the next message goes when an echo returns), got --mode ${o.mode}`);
   if (sending && o.interval > 0 && o.size < STAMP_BYTES) {
     warnings.push(`--size ${o.size}: payloads under ${STAMP_BYTES} bytes carry no timestamp, so no round trips are measured`);
   }
-  if (o.mode === "echo" && o.interval === 0) warnings.push(`--interval 0 with --mode echo: connections stay idle (no round trips)`);
+  if (o.mode === "echo" && o.interval === 0 && o.inFlight === 0) warnings.push(`--interval 0 with --mode echo: connections stay idle (no round trips)`);
   if (o.rate > 0 && o.rate < workers) warnings.push(`--rate ${o.rate} is below one dial per second per worker; each worker still dials at 1/s`);
 
   let sourcePortBase = 0;
@@ -150,6 +153,7 @@ export function resolvePlan(o: LoadOptions, limits: Limits = readLimits()): Reso
       durationS: o.duration,
       holdS: o.hold,
       intervalMs: o.interval,
+      inFlight: o.inFlight,
       size: o.size,
       mode: o.mode,
       headers: o.header.map(parseHeader),

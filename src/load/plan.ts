@@ -22,8 +22,13 @@ export interface LoadPlan {
   durationS: number;
   /** Seconds to keep connections open after the traffic, before closing. */
   holdS: number;
-  /** Each connection sends every intervalMs (0 = no sends). */
+  /** Each connection sends every intervalMs (0 = no sends; fractions allowed, 0.1 = 10,000 msg/s). Open loop. */
   intervalMs: number;
+  /**
+   * Closed loop (echo only): each connection keeps this many messages outstanding and sends the next as an
+   * echo returns, the classic saturation test (0 = open loop on intervalMs).
+   */
+  inFlight: number;
   /** Payload bytes per message. */
   size: number;
   mode: LoadMode;
@@ -54,6 +59,7 @@ export const LOAD_DEFAULTS = {
   durationS: 10,
   holdS: 0,
   intervalMs: 1000,
+  inFlight: 0,
   size: 100,
   mode: "echo",
   handshakeTimeoutMs: 10_000,
@@ -85,6 +91,7 @@ export function completePlan(input: PlanInput, nofile: number): LoadPlan {
     durationS: input.durationS ?? d.durationS,
     holdS: input.holdS ?? d.holdS,
     intervalMs: isSending(mode) ? (input.intervalMs ?? d.intervalMs) : 0,
+    inFlight: mode === "echo" ? (input.inFlight ?? d.inFlight) : 0,
     size: input.size ?? d.size,
     mode,
     headers: input.headers ?? [],
@@ -139,8 +146,8 @@ export function shardPlan(plan: LoadPlan): WorkerShard[] {
   });
 }
 
-/** Messages per second the plan offers fleet-wide. */
-export function offeredRate(plan: Pick<LoadPlan, "connections" | "intervalMs" | "mode">): number {
-  if (plan.intervalMs <= 0 || !isSending(plan.mode)) return 0;
+/** Messages per second the plan offers fleet-wide (0 in closed loop: the server's pace sets the rate). */
+export function offeredRate(plan: Pick<LoadPlan, "connections" | "intervalMs" | "mode" | "inFlight">): number {
+  if (plan.inFlight > 0 || plan.intervalMs <= 0 || !isSending(plan.mode)) return 0;
   return (plan.connections * 1000) / plan.intervalMs;
 }

@@ -94,6 +94,11 @@ export class LoadWorker implements ConnHost {
   private pumpQueued = false;
   private readonly pumpNow = (): void => { this.pumpQueued = false; this.pump(); };
   private readonly scheduler: SendScheduler | null;
+  /** Closed loop (--in-flight): the next message goes when an echo returns, while traffic runs. */
+  onEcho: ((c: Conn) => void) | null = null;
+  private readonly echoNext = (c: Conn): void => {
+    if (c.state === ST_OPEN) this.writeFrames(c, 1, null);
+  };
   private readonly payload: Uint8Array;
   /** Writes the send timestamp and sequence (protocol/stamp.ts layout) into the shared payload. */
   private readonly stamp: DataView | null;
@@ -128,7 +133,7 @@ export class LoadWorker implements ConnHost {
     this.frame = new Uint8Array(maxFrameBytes(shard.size));
     this.stamp = shard.size >= STAMP_BYTES ? new DataView(this.payload.buffer, 0, STAMP_BYTES) : null;
     this.batchFit = Math.max(1, Math.floor(MAX_BATCH_BYTES / this.frame.byteLength));
-    this.scheduler = shard.intervalMs > 0
+    this.scheduler = shard.intervalMs > 0 && shard.inFlight === 0
       ? new SendScheduler(shard.slots, shard.intervalMs, shard.index, shard.workers, shard.totalConnections, (k, due, count) => this.sendOn(k, due, count))
       : null;
   }
@@ -162,12 +167,21 @@ export class LoadWorker implements ConnHost {
     this.phase = "run";
     const t0 = t0Wall - performance.timeOrigin;
     this.runStart = Math.max(t0, performance.now());
-    this.scheduler?.start(t0);
+    if (this.shard.inFlight > 0) setTimeout(() => this.startClosedLoop(), Math.max(0, t0 - performance.now()));
+    else this.scheduler?.start(t0);
+  }
+
+  /** Closed loop: every open connection gets its --in-flight messages at once; echoes send the rest. */
+  private startClosedLoop(): void {
+    if (this.phase !== "run") return;
+    this.onEcho = this.echoNext;
+    for (const c of this.conns) if (c.state === ST_OPEN) this.writeFrames(c, this.shard.inFlight, null);
   }
 
   /** Stops sending; connections stay open. */
   hold(): void {
     this.scheduler?.stop();
+    this.onEcho = null;
     if (this.phase === "run") {
       this.runMs = performance.now() - this.runStart;
       this.emit({ t: "held", counters: { ...this.metrics.counters }, cpuUs: cpuTotalUs(), runMs: this.runMs });
@@ -384,15 +398,24 @@ export class LoadWorker implements ConnHost {
 
   // Sending
 
-  /** Sends `count` stamped frames on slot k in one write; the i-th was planned at firstDue + i*interval. */
+  /** Open loop: `count` due frames on slot k in one write; the i-th was planned at firstDue + i*interval. */
   private sendOn(k: number, firstDue: number, count: number): void {
     const c = this.conns[k]!;
     if (c.state !== ST_OPEN) return;
-    const m = this.metrics;
     if (c.pending !== null) {
-      m.counters.sendsSkipped += count;
+      this.metrics.counters.sendsSkipped += count;
       return;
     }
+    this.writeFrames(c, count, firstDue);
+  }
+
+  /**
+   * Writes `count` stamped frames in one write. `firstDue` (open loop) is when the first was planned, for
+   * lateness; null in closed loop, where a frame goes when an echo returns and queues behind what is pending
+   * (at most --in-flight per connection, so nothing piles up).
+   */
+  private writeFrames(c: Conn, count: number, firstDue: number | null): void {
+    const m = this.metrics;
     const now = performance.now();
     const frameLen = this.frame.byteLength;
     // A batch beyond what a socket buffer could take would only wait in our memory: skip the excess.
@@ -416,7 +439,7 @@ export class LoadWorker implements ConnHost {
         v.setUint32(8, c.seq++ >>> 0, true);
       }
       at += writeMaskedFrame(out, at, OP_BINARY, this.payload, size, this.masks);
-      m.recordLatenessMs(now - (firstDue + i * interval));
+      if (firstDue !== null) m.recordLatenessMs(now - (firstDue + i * interval));
     }
     writeBytes(c, out, at);
     m.counters.msgsOut += count;

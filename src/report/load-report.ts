@@ -25,7 +25,7 @@ export function renderLoadReport(r: LoadReport): string {
   const p = r.plan;
   const c = r.connections;
   out.push(`wsmillion load: ${p.connections.toLocaleString("en-US")} connections to ${p.targets.length === 1 ? p.targets[0] : `${p.targets.length} targets (${p.targets[0]} ...)`}${p.path}, mode ${p.mode}` +
-    (p.intervalMs > 0 ? `, ${p.size} B every ${p.intervalMs} ms` : "") + `, ${p.workers} worker${p.workers === 1 ? "" : "s"}`);
+    (p.inFlight > 0 ? `, closed loop: ${p.inFlight} of ${p.size} B in flight per connection` : p.intervalMs > 0 ? `, ${p.size} B every ${p.intervalMs} ms` : "") + `, ${p.workers} worker${p.workers === 1 ? "" : "s"}`);
   out.push("");
   out.push("Connections");
   const connRows: string[][] = [
@@ -72,7 +72,9 @@ export function renderLoadReport(r: LoadReport): string {
   if (p.mode !== "idle") {
     out.push("");
     out.push("Throughput");
-    if (t.offeredPerSec > 0) {
+    if (p.inFlight > 0) {
+      out.push(`  closed loop: achieved ${num(t.achievedPerSec)} msg/s over ${t.runSeconds.toFixed(1)} s (the server's pace: ${p.inFlight} outstanding per connection)`);
+    } else if (t.offeredPerSec > 0) {
       out.push(`  offered ${num(t.offeredPerSec)} msg/s, achieved ${num(t.achievedPerSec)} msg/s over ${t.runSeconds.toFixed(1)} s` +
         (t.skippedBackpressure > 0 ? ` (${num(t.skippedBackpressure)} sends skipped: socket backpressure)` : ""));
     }
