@@ -1,7 +1,7 @@
 // The HTTP side of a worker: /conns, /stats, /metrics, /healthz, /dashboard and its live feed /events.
 // Every answer but /healthz is cluster-wide: the worker asks the supervisor for the summed snapshot.
 import type { ClusterStats } from "./stats.ts";
-import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.ts";
 import { dashboardPage } from "../report/assets.ts";
 
 const EVENTS_PERIOD_MS = 1000;

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
-import { addCounters, countInto, emptyCounters, summarize, type ClusterStats, type Counters, type WorkerStats } from "./stats.ts";
+import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ServerCounters, type WorkerStats } from "./stats.ts";
 
 const WORKER_ENTRY = join(import.meta.dir, "worker.ts");
 /** Open files a worker keeps for itself and for upgrades it refuses with 503 while full. */
@@ -89,7 +89,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
   const log = opts.log ?? ((line: string) => console.error(line));
   const slots: WorkerSlot[] = [];
   /** What dead incarnations counted, plus the connections they took with them (closed, code 1006). */
-  const retired: Counters = emptyCounters();
+  const retired: ServerCounters = emptyServerCounters();
   let stopping = false;
   let boundPort = config.port;
 
@@ -100,7 +100,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
   function workerStats(): WorkerStats[] {
     return slots.filter((s) => s.stats).map((s) => ({ ...s.stats!, restarts: s.restarts }));
   }
-  const clusterStats = () => summarize(config.mode, workerStats(), retired);
+  const clusterStats = () => sumWorkers(config.mode, workerStats(), retired);
 
   /**
    * Endpoints promise exact figures (`/conns` must match a client's count), so a query asks every worker
@@ -217,7 +217,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
     if (slots[slot.index] !== slot) return;
     const lost = slot.stats?.open ?? 0;
     if (slot.stats) {
-      addCounters(retired, slot.stats);
+      addServerCounters(retired, slot.stats);
       if (slot.stats.open > 0) {
         retired.closed += slot.stats.open;
         countInto(retired.closedByCode, 1006, slot.stats.open);

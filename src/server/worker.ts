@@ -3,11 +3,11 @@
 import type { Server } from "bun";
 import type { WorkerSettings } from "./config.ts";
 import { serveEndpoint } from "./endpoints.ts";
-import { checkUpgrade, refusalResponse } from "./handshake.ts";
+import { checkUpgrade, refusalResponse } from "./upgrade-checks.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
 import { byteLength, messageHandler, pushSender, type Conn } from "./modes.ts";
-import { countInto, emptyCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
-import { Registry, Sweep, type Slot } from "./sweep.ts";
+import { countInto, emptyServerCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
+import { PeriodicVisits, Registry, type Slot } from "./visits.ts";
 import { ProcessSampler } from "../system/sampler.ts";
 
 /** How often the worker reports its figures, and the resolution of the clock that stamps when a peer was last heard. */
@@ -31,7 +31,7 @@ function send(msg: WorkerToSupervisor): void {
  */
 let clock = performance.now();
 
-const counters = emptyCounters();
+const counters = emptyServerCounters();
 const registry = new Registry<Conn>();
 /** Connections whose last send was queued (backpressure); the drain handler removes them. */
 const slow = new Set<Conn>();
@@ -90,7 +90,7 @@ const websocket = {
   maxPayloadLength: config.maxPayload,
   backpressureLimit: config.maxBuffered,
   closeOnBackpressureLimit: config.backpressure === "close",
-  // Liveness is ours (the liveness sweep): Bun's idle timer is reset by our own pings, so it would never fire.
+  // Liveness is ours (the liveness visits): Bun's idle timer is reset by our own pings, so it would never fire.
   idleTimeout: 0,
   sendPings: false,
   perMessageDeflate: config.deflate,
@@ -220,7 +220,7 @@ async function drain(timeoutMs: number): Promise<void> {
   draining = true;
   listen(false);
   liveness?.stop();
-  pushSweep?.stop();
+  pushVisits?.stop();
   const deadline = performance.now() + timeoutMs;
   // Close in batches, yielding between them, so a full worker neither stalls nor floods its sockets.
   const closing = registry.items.slice();
@@ -266,7 +266,7 @@ process.on("disconnect", () => void drain(config.drainTimeout * 1000));
  * when nothing was heard from it for --idle-timeout, sent close 1001; if it has not gone by the next visit,
  * its TCP connection is dropped.
  */
-function livenessSweep(): Sweep<Conn> | undefined {
+function livenessVisits(): PeriodicVisits<Conn> | undefined {
   const idleMs = config.idleTimeout * 1000;
   const pinging = config.pingInterval > 0;
   if (!pinging && idleMs === 0) return undefined;
@@ -274,7 +274,7 @@ function livenessSweep(): Sweep<Conn> | undefined {
   // Pings need no finer spread than a hundredth of their period, and every wakeup of a worker costs: at a
   // million connections there are ~50 of them, mostly idle.
   const tickMs = Math.max(20, Math.min(1000, periodMs / 100));
-  return new Sweep(registry, periodMs, (ws, now) => {
+  return new PeriodicVisits(registry, periodMs, (ws, now) => {
     const seen = ws.data.seen;
     if (seen < 0) {
       ws.terminate();
@@ -287,10 +287,10 @@ function livenessSweep(): Sweep<Conn> | undefined {
     }
   }, tickMs);
 }
-const liveness = livenessSweep();
-const pushSweep = config.mode === "push" ? new Sweep(registry, config.sendtick, pushSender({ config, counters, sent, broadcast: publishLocal })) : undefined;
+const liveness = livenessVisits();
+const pushVisits = config.mode === "push" ? new PeriodicVisits(registry, config.sendtick, pushSender({ config, counters, sent, broadcast: publishLocal })) : undefined;
 liveness?.start();
-pushSweep?.start();
+pushVisits?.start();
 
 listen(true);
 send({ t: "ready", port });
