@@ -6,6 +6,7 @@ import type { ClusterStats } from "../server/stats.ts";
 import { startupWarnings, workerNofile } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
 import { UsageError, bytes, choice, collect, integer, seconds, workers } from "../flags.ts";
+import { CLOSE_GOING_AWAY, CLOSE_TOO_BIG } from "../protocol/close-codes.ts";
 
 const d = SERVER_DEFAULTS;
 
@@ -43,7 +44,7 @@ export function registerServe(program: Command): void {
     .option("--workers <auto|n>", "worker processes; auto weighs cores and the open-files limit against --max-conns", workers("--workers"), d.workers)
     .option("--mode <mode>", `what to do with messages: ${SERVER_MODES.join(", ")}`, choice("--mode", SERVER_MODES), d.mode)
     .option("--max-conns <n>", "cluster-wide connection cap (default: what the limits and memory allow)", integer("--max-conns", 1))
-    .option("--max-payload <bytes>", "largest message accepted; larger ones close with 1009", bytes("--max-payload", 1, 1 << 30), d.maxPayload)
+    .option("--max-payload <bytes>", `largest message accepted; larger ones close with ${CLOSE_TOO_BIG}`, bytes("--max-payload", 1, 1 << 30), d.maxPayload)
     .option("--max-buffered <bytes>", "bytes queued per slow connection before the backpressure policy applies", bytes("--max-buffered", 1024, 1 << 30), d.maxBuffered)
     .option("--backpressure <policy>", "past --max-buffered: close (the connection) or drop (the message)", choice("--backpressure", BACKPRESSURE_POLICIES), d.backpressure)
     .option("--databyte <bytes>", "push mode: payload size (12+ bytes carry a send timestamp)", bytes("--databyte", 0, 16 << 20), d.databyte)
@@ -75,7 +76,7 @@ export function registerServe(program: Command): void {
       }
       await new Promise<void>((resolve) => {
         const stop = async (sig: string) => {
-          say(`${sig}: closing every connection with 1001 (up to ${config.drainTimeout} s)`);
+          say(`${sig}: closing every connection with ${CLOSE_GOING_AWAY} (up to ${config.drainTimeout} s)`);
           say(finalLine(await server.stop()));
           resolve();
         };

@@ -4,6 +4,7 @@
 import type { Subprocess } from "bun";
 import { availableParallelism, freemem } from "node:os";
 import { join } from "node:path";
+import { CLOSE_ABNORMAL } from "../protocol/close-codes.ts";
 import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
@@ -220,7 +221,7 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
       addServerCounters(retired, slot.stats);
       if (slot.stats.open > 0) {
         retired.closed += slot.stats.open;
-        countInto(retired.closedByCode, 1006, slot.stats.open);
+        countInto(retired.closedByCode, CLOSE_ABNORMAL, slot.stats.open);
       }
       slot.stats = undefined;
     }

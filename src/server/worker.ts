@@ -9,6 +9,7 @@ import { byteLength, messageHandler, pushSender, type Conn } from "./modes.ts";
 import { countInto, emptyServerCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
 import { PeriodicVisits, Registry, type Slot } from "./visits.ts";
 import { ProcessSampler } from "../system/sampler.ts";
+import { CLOSE_GOING_AWAY } from "../protocol/close-codes.ts";
 
 /** How often the worker reports its figures, and the resolution of the clock that stamps when a peer was last heard. */
 const TICK_MS = 250;
@@ -225,7 +226,7 @@ async function drain(timeoutMs: number): Promise<void> {
   // Close in batches, yielding between them, so a full worker neither stalls nor floods its sockets.
   const closing = registry.items.slice();
   for (let i = 0; i < closing.length && performance.now() < deadline; i += DRAIN_BATCH) {
-    for (const ws of closing.slice(i, i + DRAIN_BATCH)) ws.close(1001, "server shutting down");
+    for (const ws of closing.slice(i, i + DRAIN_BATCH)) ws.close(CLOSE_GOING_AWAY, "server shutting down");
     await Bun.sleep(1);
   }
   while (registry.size > 0 && performance.now() < deadline) await Bun.sleep(10);
@@ -281,7 +282,7 @@ function livenessVisits(): PeriodicVisits<Conn> | undefined {
     } else if (idleMs > 0 && now - seen > idleMs) {
       counters.timedOut++;
       ws.data.seen = -1;
-      ws.close(1001, "idle timeout");
+      ws.close(CLOSE_GOING_AWAY, "idle timeout");
     } else if (pinging) {
       ws.ping();
     }
