@@ -12,22 +12,3 @@ export const OP_PONG = 0xa;
 
 /** RFC 6455 §5.5: control frames carry at most 125 payload bytes and are never fragmented. */
 export const MAX_CONTROL_PAYLOAD = 125;
-
-/** Default largest message the client accepts (1009 "message too big" beyond it). */
-export const DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024;
-
-export function isControl(opcode: number): boolean {
-  return (opcode & 0x8) !== 0;
-}
-
-export function opcodeName(opcode: number): string {
-  switch (opcode) {
-    case OP_CONTINUATION: return "continuation";
-    case OP_TEXT: return "text";
-    case OP_BINARY: return "binary";
-    case OP_CLOSE: return "close";
-    case OP_PING: return "ping";
-    case OP_PONG: return "pong";
-    default: return `reserved opcode 0x${opcode.toString(16)}`;
-  }
-}

@@ -1,6 +1,6 @@
 // Frame encoder (RFC 6455 §5.2) for the client side: every frame masked with a fresh key, written into a
 // caller-owned buffer sized once with maxFrameBytes().
-import { OP_CLOSE, OP_PONG, OP_PING, MAX_CONTROL_PAYLOAD } from "./constants.ts";
+import { OP_CLOSE, OP_PONG, MAX_CONTROL_PAYLOAD } from "./constants.ts";
 import { applyMask, type MaskSource } from "./mask.ts";
 
 /** Header bytes (including the 4-byte mask) for a masked client frame carrying `len` payload bytes. */
@@ -61,8 +61,4 @@ export function encodeClose(code: number, reason: string, masks: MaskSource): Ui
 
 export function encodePong(payload: Uint8Array, masks: MaskSource): Uint8Array {
   return encodeFrame(OP_PONG, payload, masks);
-}
-
-export function encodePing(payload: Uint8Array, masks: MaskSource): Uint8Array {
-  return encodeFrame(OP_PING, payload, masks);
 }

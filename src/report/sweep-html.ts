@@ -1,7 +1,7 @@
 // report.html: one self-contained page (uPlot inlined, data embedded) with per-round bars, the per-second
 // time series across the whole sweep, the findings and the table. Opens from disk with no network.
 import type { SweepReport, SweepSample } from "../sweep/schema.ts";
-import { buildPage, jsonForScript } from "./assets.ts";
+import { buildPage, jsonForScript } from "../web-pages.ts";
 import { ROUND_HEADERS, machineLine, roundRow, settingsLine } from "./sweep-md.ts";
 
 /** Column per series, aligned on `t`; null where a series has no value (breaks the line). */

@@ -1,12 +1,20 @@
 // The HTTP side of a worker: /conns, /stats, /metrics, /healthz, /dashboard and its live feed /events.
 // Every answer but /healthz is cluster-wide: the worker asks the supervisor for the summed snapshot.
 import type { ClusterStats } from "./stats.ts";
-import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./metrics.ts";
-import { dashboardPage } from "../report/assets.ts";
+import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.ts";
+import { buildPage } from "../web-pages.ts";
 
 const EVENTS_PERIOD_MS = 1000;
 
 export type ClusterSource = () => Promise<ClusterStats>;
+
+let dashboard: string | undefined;
+
+/** web/dashboard.html with uPlot inlined, built on the first request and kept: each worker reads the files once. */
+function dashboardPage(): string {
+  dashboard ??= buildPage("dashboard.html");
+  return dashboard;
+}
 
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json", "Cache-Control": "no-store" } });
@@ -59,7 +67,7 @@ export async function serveEndpoint(req: Request, url: URL, cluster: ClusterSour
       return json({ ok: true, worker });
     case "/dashboard":
     case "/":
-      // web/dashboard.html with uPlot inlined, built on the first request: the page makes no other request.
+      // Self-contained: the page makes no other request.
       return new Response(dashboardPage(), { headers: { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store" } });
     case "/events":
       return events(cluster, req.signal);

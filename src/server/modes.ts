@@ -1,16 +1,16 @@
 // What a worker does with messages: echo, sink, push or broadcast. Each mode is a message handler plus,
-// for push, a sweep that sends to every connection once per --sendtick.
+// for push, periodic visits that send to every connection once per --sendtick.
 import type { ServerWebSocket } from "bun";
 import { nowMs, writeStamp } from "../protocol/stamp.ts";
 import type { ServerConfig } from "./config.ts";
-import type { Counters } from "./stats.ts";
-import type { Slot } from "./sweep.ts";
+import type { ServerCounters } from "./stats.ts";
+import type { Slot } from "./visits.ts";
 
 export type Conn = ServerWebSocket<Slot>;
 
 export interface ModeContext {
   config: ServerConfig;
-  counters: Counters;
+  counters: ServerCounters;
   /** Sends the result of ws.send through the backpressure accounting. */
   sent(ws: Conn, result: number, bytes: number): void;
   /** Delivers a broadcast to this worker's connections and, through the supervisor, to the other workers'. */

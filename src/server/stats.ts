@@ -2,7 +2,7 @@
 // that /conns, /stats, /metrics and the dashboard serve.
 
 /** Counters that only grow; summed across workers and across a worker's restarts. */
-export interface Counters {
+export interface ServerCounters {
   accepted: number;
   closed: number;
   messagesIn: number;
@@ -34,14 +34,14 @@ export interface Gauges {
   listening: boolean;
 }
 
-export interface WorkerStats extends Counters, Gauges {
+export interface WorkerStats extends ServerCounters, Gauges {
   worker: number;
   pid: number;
   restarts: number;
   uptimeSeconds: number;
 }
 
-export interface ClusterTotals extends Counters, Gauges {
+export interface ClusterTotals extends ServerCounters, Gauges {
   workers: number;
 }
 
@@ -56,7 +56,7 @@ export interface ClusterStats {
   workers: WorkerStats[];
 }
 
-export function emptyCounters(): Counters {
+export function emptyServerCounters(): ServerCounters {
   return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, timedOut: 0, closedByCode: {}, rejected: {} };
 }
 
@@ -68,7 +68,7 @@ function addTally(into: Record<string, number>, from: Record<string, number>): v
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
-export function addCounters(into: Counters, from: Counters): Counters {
+export function addServerCounters(into: ServerCounters, from: ServerCounters): ServerCounters {
   into.accepted += from.accepted;
   into.closed += from.closed;
   into.messagesIn += from.messagesIn;
@@ -87,11 +87,11 @@ export function countInto(tally: Record<string, number>, key: string | number, n
 }
 
 /** Sum worker stats into cluster totals; `retired` holds what workers that died or restarted had counted. */
-export function summarize(mode: string, workers: WorkerStats[], retired: Counters): ClusterStats {
-  const counters = addCounters(emptyCounters(), retired);
+export function sumWorkers(mode: string, workers: WorkerStats[], retired: ServerCounters): ClusterStats {
+  const counters = addServerCounters(emptyServerCounters(), retired);
   const gauges = emptyGauges();
   for (const w of workers) {
-    addCounters(counters, w);
+    addServerCounters(counters, w);
     gauges.open += w.open;
     gauges.rssBytes += w.rssBytes;
     gauges.cpuCores += w.cpuCores;

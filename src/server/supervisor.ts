@@ -4,10 +4,11 @@
 import type { Subprocess } from "bun";
 import { availableParallelism, freemem } from "node:os";
 import { join } from "node:path";
+import { CLOSE_ABNORMAL } from "../protocol/close-codes.ts";
 import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
-import { addCounters, countInto, emptyCounters, summarize, type ClusterStats, type Counters, type WorkerStats } from "./stats.ts";
+import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ServerCounters, type WorkerStats } from "./stats.ts";
 
 const WORKER_ENTRY = join(import.meta.dir, "worker.ts");
 /** Open files a worker keeps for itself and for upgrades it refuses with 503 while full. */
@@ -84,44 +85,146 @@ export interface SupervisorOptions {
   log?: (line: string) => void;
 }
 
-export async function startServer(config: ServerConfig, opts: SupervisorOptions): Promise<RunningServer> {
-  const sizing = sizeWorkers(config, opts.nofileSoft);
-  const log = opts.log ?? ((line: string) => console.error(line));
-  const slots: WorkerSlot[] = [];
+/**
+ * The running pool. Each concern is one method: spawning a worker (spawn), the restart policy (onExit,
+ * restartDelay), the listen decision (arrangeListeners, arrangeNow, grow), cluster queries (freshStats),
+ * and the drain (stop).
+ */
+class Supervisor {
+  private readonly slots: WorkerSlot[] = [];
   /** What dead incarnations counted, plus the connections they took with them (closed, code 1006). */
-  const retired: Counters = emptyCounters();
-  let stopping = false;
-  let boundPort = config.port;
+  private readonly retired: ServerCounters = emptyServerCounters();
+  private stopping = false;
+  /** --port, or the port the first worker bound when --port is 0: the rest join its port group. */
+  port: number;
+  private readyCount = 0;
+  /** Set when the first worker exits before listening: nothing else can start either. */
+  private startError: string | undefined;
+  private resolveFirst = (): void => {};
+  /** Resolves when the first worker listens, or fails to. */
+  private readonly firstReady: Promise<void>;
+  private refresh: { promise: Promise<ClusterStats>; done: () => void } | undefined;
+  private arrangeTimer: Timer | undefined;
 
-  const post = (slot: WorkerSlot, msg: SupervisorToWorker) => {
-    if (slot.proc.exitCode === null && !slot.proc.killed) slot.proc.send(msg);
-  };
-
-  function workerStats(): WorkerStats[] {
-    return slots.filter((s) => s.stats).map((s) => ({ ...s.stats!, restarts: s.restarts }));
+  constructor(
+    private readonly config: ServerConfig,
+    readonly sizing: Sizing,
+    private readonly log: (line: string) => void,
+  ) {
+    this.port = config.port;
+    this.firstReady = new Promise<void>((r) => (this.resolveFirst = r));
   }
-  const clusterStats = () => summarize(config.mode, workerStats(), retired);
+
+  /** The first worker binds (port 0 picks a free port); the rest join the same port. */
+  async start(): Promise<void> {
+    this.spawn(0);
+    await this.firstReady;
+    if (this.startError) throw new Error(this.startError);
+    for (let i = 1; i < this.sizing.initial; i++) this.spawn(i);
+    while (this.readyCount < this.sizing.initial && !this.startError) await Bun.sleep(5);
+  }
+
+  stats(): ClusterStats {
+    const workers = this.slots.filter((s) => s.stats).map((s) => ({ ...s.stats!, restarts: s.restarts }));
+    return sumWorkers(this.config.mode, workers, this.retired);
+  }
+
+  pids(): number[] {
+    return this.slots.map((s) => s.proc.pid);
+  }
+
+  /** Drains every worker (close 1001) and resolves with the final stats. */
+  async stop(): Promise<ClusterStats> {
+    this.stopping = true;
+    const timeoutMs = this.config.drainTimeout * 1000;
+    for (const s of this.slots) this.post(s, { t: "drain", timeoutMs });
+    // A worker that cannot finish its drain in time is killed; its connections count as closed.
+    const deadline = setTimeout(() => {
+      for (const s of this.slots) s.proc.kill("SIGKILL");
+    }, timeoutMs + 3000);
+    await Promise.all(this.slots.map((s) => s.proc.exited));
+    clearTimeout(deadline);
+    return this.stats();
+  }
+
+  private post(slot: WorkerSlot, msg: SupervisorToWorker): void {
+    if (slot.proc.exitCode === null && !slot.proc.killed) slot.proc.send(msg);
+  }
+
+  private spawn(index: number, restarts = 0): void {
+    const settings: WorkerSettings = { config: { ...this.config, port: this.port }, index, cap: this.sizing.perWorker, hardCap: this.sizing.hardCap };
+    const proc = Bun.spawn([process.execPath, WORKER_ENTRY], {
+      env: { ...process.env, WSMILLION_WORKER: JSON.stringify(settings) },
+      stdio: ["ignore", "inherit", "inherit"],
+      serialization: "advanced",
+      ipc: (msg: WorkerToSupervisor) => this.onMessage(slot, msg),
+      onExit: (_p, code, signal) => this.onExit(slot, code, signal),
+    });
+    const slot: WorkerSlot = { index, proc, stats: undefined, listening: true, wantListen: true, lastResort: false, full: false, restarts, ready: false, reported: false };
+    this.slots[index] = slot;
+  }
+
+  private onMessage(slot: WorkerSlot, msg: WorkerToSupervisor): void {
+    switch (msg.t) {
+      case "ready":
+        slot.ready = true;
+        if (this.port === 0) this.port = msg.port;
+        this.readyCount++;
+        if (this.readyCount === 1) this.resolveFirst();
+        this.arrangeListeners();
+        break;
+      case "stats":
+      case "drained":
+        slot.stats = msg.stats;
+        slot.reported = true;
+        if (this.refresh && this.slots.every((s) => s.reported || !s.ready)) this.refresh.done();
+        break;
+      case "capacity":
+        slot.full = msg.full;
+        // A worker with room rejoins the port group by itself.
+        if (!msg.full) slot.wantListen = true;
+        this.arrangeListeners();
+        break;
+      case "listening":
+        slot.listening = msg.on;
+        this.arrangeListeners();
+        break;
+      case "broadcast":
+        for (const other of this.slots) if (other !== slot) this.post(other, { t: "broadcast", data: msg.data });
+        break;
+      case "query":
+        void this.freshStats().then((stats) => this.post(slot, { t: "cluster", id: msg.id, stats }));
+        break;
+    }
+  }
 
   /**
    * Endpoints promise exact figures (`/conns` must match a client's count), so a query asks every worker
    * to report now and answers when all have, or after REFRESH_MS. Queries that arrive meanwhile share it.
    */
-  let refresh: { promise: Promise<ClusterStats>; done: () => void } | undefined;
-  function freshStats(): Promise<ClusterStats> {
-    if (refresh) return refresh.promise;
+  private freshStats(): Promise<ClusterStats> {
+    if (this.refresh) return this.refresh.promise;
     let done!: () => void;
     const promise = new Promise<void>((r) => (done = r)).then(() => {
       clearTimeout(timer);
-      refresh = undefined;
-      return clusterStats();
+      this.refresh = undefined;
+      return this.stats();
     });
     const timer = setTimeout(() => done(), REFRESH_MS);
-    refresh = { promise, done };
-    for (const s of slots) {
+    this.refresh = { promise, done };
+    for (const s of this.slots) {
       s.reported = false;
-      post(s, { t: "report" });
+      this.post(s, { t: "report" });
     }
     return promise;
+  }
+
+  /** Coalesces bursts of capacity changes (e.g. many clients leaving at once) so workers do not flap. */
+  private arrangeListeners(): void {
+    this.arrangeTimer ??= setTimeout(() => {
+      this.arrangeTimer = undefined;
+      this.arrangeNow();
+    }, ARRANGE_DEBOUNCE_MS);
   }
 
   /**
@@ -129,17 +232,8 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
    * confirmed listening (never before, or clients would meet a closed port); when every worker is full,
    * they all listen as the last resort and answer 503.
    */
-  let arrangeTimer: Timer | undefined;
-  /** Coalesces bursts of capacity changes (e.g. many clients leaving at once) so workers do not flap. */
-  function arrangeListeners(): void {
-    arrangeTimer ??= setTimeout(() => {
-      arrangeTimer = undefined;
-      arrangeNow();
-    }, ARRANGE_DEBOUNCE_MS);
-  }
-
-  function arrangeNow(): void {
-    const ready = slots.filter((s) => s.ready);
+  private arrangeNow(): void {
+    const ready = this.slots.filter((s) => s.ready);
     const lastResort = ready.every((s) => s.full);
     const roomyListening = ready.some((s) => !s.full && s.listening);
     for (const s of ready) {
@@ -147,120 +241,64 @@ export async function startServer(config: ServerConfig, opts: SupervisorOptions)
       if (want !== s.wantListen || lastResort !== s.lastResort) {
         s.wantListen = want;
         s.lastResort = lastResort;
-        post(s, { t: "listen", on: want, lastResort });
+        this.post(s, { t: "listen", on: want, lastResort });
       }
     }
-    if (lastResort && slots.length < sizing.max && !stopping && ready.length === slots.length) {
-      log(`all ${slots.length} workers are full; starting worker ${slots.length}`);
-      spawnWorker(slots.length);
-    }
+    if (lastResort && ready.length === this.slots.length) this.grow();
   }
 
-  let readyCount = 0;
-  let resolveFirst: (() => void) | undefined;
-  const firstReady = new Promise<void>((r) => (resolveFirst = r));
-  let startError: string | undefined;
-
-  function spawnWorker(index: number, restarts = 0): WorkerSlot {
-    const settings: WorkerSettings = { config: { ...config, port: boundPort }, index, cap: sizing.perWorker, hardCap: sizing.hardCap };
-    const proc = Bun.spawn([process.execPath, WORKER_ENTRY], {
-      env: { ...process.env, WSMILLION_WORKER: JSON.stringify(settings) },
-      stdio: ["ignore", "inherit", "inherit"],
-      serialization: "advanced",
-      ipc(msg: WorkerToSupervisor) {
-        onMessage(slot, msg);
-      },
-      onExit(_p, code, signal) {
-        onExit(slot, code, signal);
-      },
-    });
-    const slot: WorkerSlot = { index, proc, stats: undefined, listening: true, wantListen: true, lastResort: false, full: false, restarts, ready: false, reported: false };
-    slots[index] = slot;
-    return slot;
+  /** Every worker is full: start another, while the sizing allows one. */
+  private grow(): void {
+    if (this.slots.length >= this.sizing.max || this.stopping) return;
+    this.log(`all ${this.slots.length} workers are full; starting worker ${this.slots.length}`);
+    this.spawn(this.slots.length);
   }
 
-  function onMessage(slot: WorkerSlot, msg: WorkerToSupervisor): void {
-    switch (msg.t) {
-      case "ready":
-        slot.ready = true;
-        if (boundPort === 0) boundPort = msg.port;
-        readyCount++;
-        if (readyCount === 1) resolveFirst?.();
-        arrangeListeners();
-        break;
-      case "stats":
-      case "drained":
-        slot.stats = msg.stats;
-        slot.reported = true;
-        if (refresh && slots.every((s) => s.reported || !s.ready)) refresh.done();
-        break;
-      case "capacity":
-        slot.full = msg.full;
-        // A worker with room rejoins the port group by itself.
-        if (!msg.full) slot.wantListen = true;
-        arrangeListeners();
-        break;
-      case "listening":
-        slot.listening = msg.on;
-        arrangeListeners();
-        break;
-      case "broadcast":
-        for (const other of slots) if (other !== slot) post(other, { t: "broadcast", data: msg.data });
-        break;
-      case "query":
-        void freshStats().then((stats) => post(slot, { t: "cluster", id: msg.id, stats }));
-        break;
-    }
-  }
-
-  function onExit(slot: WorkerSlot, code: number | null, signal: NodeJS.Signals | number | null): void {
-    if (slots[slot.index] !== slot) return;
-    const lost = slot.stats?.open ?? 0;
-    if (slot.stats) {
-      addCounters(retired, slot.stats);
-      if (slot.stats.open > 0) {
-        retired.closed += slot.stats.open;
-        countInto(retired.closedByCode, 1006, slot.stats.open);
-      }
-      slot.stats = undefined;
-    }
-    if (!slot.ready && readyCount === 0) {
-      startError = `worker ${slot.index} exited before listening (code ${code ?? signal}); is port ${config.port} on ${config.host} free?`;
-      resolveFirst?.();
+  private onExit(slot: WorkerSlot, code: number | null, signal: NodeJS.Signals | number | null): void {
+    if (this.slots[slot.index] !== slot) return;
+    const lost = this.retire(slot);
+    if (!slot.ready && this.readyCount === 0) {
+      this.startError = `worker ${slot.index} exited before listening (code ${code ?? signal}); is port ${this.config.port} on ${this.config.host} free?`;
+      this.resolveFirst();
       return;
     }
-    if (stopping) return;
-    const delay = RESTART_BACKOFF_MS[Math.min(slot.restarts, RESTART_BACKOFF_MS.length - 1)]!;
-    log(`worker ${slot.index} (pid ${slot.proc.pid}) died (${signal ? `signal ${signal}` : `exit ${code}`}) with ${lost} connections; restarting in ${delay} ms`);
+    if (this.stopping) return;
+    const delay = restartDelay(slot.restarts);
+    this.log(`worker ${slot.index} (pid ${slot.proc.pid}) died (${signal ? `signal ${signal}` : `exit ${code}`}) with ${lost} connections; restarting in ${delay} ms`);
     slot.ready = false;
     setTimeout(() => {
-      if (!stopping) spawnWorker(slot.index, slot.restarts + 1);
+      if (!this.stopping) this.spawn(slot.index, slot.restarts + 1);
     }, delay);
   }
 
-  // The first worker binds (port 0 picks a free port); the rest join the same port.
-  spawnWorker(0);
-  await firstReady;
-  if (startError) throw new Error(startError);
-  for (let i = 1; i < sizing.initial; i++) spawnWorker(i);
-  while (readyCount < sizing.initial && !startError) await Bun.sleep(5);
+  /** Moves a dead worker's counters to the retired tally; its open connections count as closed (1006). Returns how many it held. */
+  private retire(slot: WorkerSlot): number {
+    const lost = slot.stats?.open ?? 0;
+    if (slot.stats) {
+      addServerCounters(this.retired, slot.stats);
+      if (slot.stats.open > 0) {
+        this.retired.closed += slot.stats.open;
+        countInto(this.retired.closedByCode, CLOSE_ABNORMAL, slot.stats.open);
+      }
+      slot.stats = undefined;
+    }
+    return lost;
+  }
+}
 
+/** The restart policy: back off from 100 ms to 5 s as a worker keeps dying. */
+function restartDelay(restarts: number): number {
+  return RESTART_BACKOFF_MS[Math.min(restarts, RESTART_BACKOFF_MS.length - 1)]!;
+}
+
+export async function startServer(config: ServerConfig, opts: SupervisorOptions): Promise<RunningServer> {
+  const supervisor = new Supervisor(config, sizeWorkers(config, opts.nofileSoft), opts.log ?? ((line: string) => console.error(line)));
+  await supervisor.start();
   return {
-    port: boundPort,
-    sizing,
-    stats: clusterStats,
-    pids: () => slots.map((s) => s.proc.pid),
-    async stop(): Promise<ClusterStats> {
-      stopping = true;
-      const timeoutMs = config.drainTimeout * 1000;
-      for (const s of slots) post(s, { t: "drain", timeoutMs });
-      // A worker that cannot finish its drain in time is killed; its connections count as closed.
-      const deadline = setTimeout(() => {
-        for (const s of slots) s.proc.kill("SIGKILL");
-      }, timeoutMs + 3000);
-      await Promise.all(slots.map((s) => s.proc.exited));
-      clearTimeout(deadline);
-      return clusterStats();
-    },
+    port: supervisor.port,
+    sizing: supervisor.sizing,
+    stats: () => supervisor.stats(),
+    pids: () => supervisor.pids(),
+    stop: () => supervisor.stop(),
   };
 }

@@ -1,9 +1,11 @@
 // Builds the self-contained pages (the dashboard, the sweep report): a template from web/ with uPlot, the
 // shared chart helpers and any data written into it, so a page needs no network and no second request.
+// A leaf beside flags.ts and format.ts, not part of report/: the server serves the dashboard and report/
+// writes the sweep report, and imports point down, so what both use sits below both.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const WEB = join(import.meta.dir, "..", "..", "web");
+const WEB = join(import.meta.dir, "..", "web");
 
 function uplotFile(name: string): string {
   return readFileSync(Bun.resolveSync(`uplot/dist/${name}`, import.meta.dir), "utf8");
@@ -41,12 +43,4 @@ export function buildPage(file: string, parts: Record<string, string> = {}): str
     "charts.js": guard("script", readFileSync(join(WEB, "charts.js"), "utf8")),
     ...parts,
   });
-}
-
-let dashboard: string | undefined;
-
-/** The dashboard page, built on first use and kept: each worker reads the files once. */
-export function dashboardPage(): string {
-  dashboard ??= buildPage("dashboard.html");
-  return dashboard;
 }

@@ -1,5 +1,5 @@
-// Time without timers per connection: one registry of open sockets per worker, and sweeps that visit
-// each socket once per period, a slice every tick, so pings and pushes flow evenly instead of in bursts.
+// Time without timers per connection: one registry of open sockets per worker, and periodic visits that
+// reach each socket once per period, a slice every tick, so pings and pushes flow evenly instead of in bursts.
 
 /** Per-connection state kept on ws.data: the slot in the registry and when the peer was last heard. */
 export interface Slot {
@@ -37,7 +37,7 @@ export class Registry<T extends { data: Slot }> {
  * Visits every item of a registry once per `periodMs`, in slices every `tickMs`. The slice size follows
  * the time that really passed, so a late tick catches up rather than stretching the period.
  */
-export class Sweep<T extends { data: Slot }> {
+export class PeriodicVisits<T extends { data: Slot }> {
   private cursor = 0;
   private owed = 0;
   private last = performance.now();
