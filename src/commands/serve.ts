@@ -6,6 +6,7 @@ import type { ClusterStats } from "../server/stats.ts";
 import { startupWarnings, workerNofile } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
 import { UsageError, bytes, choice, collect, integer, seconds, workers } from "../flags.ts";
+import { count } from "../format.ts";
 
 const d = SERVER_DEFAULTS;
 
@@ -24,13 +25,9 @@ export function serverConfigFrom({ origin, ...f }: ServeFlags): ServerConfig {
   return { ...f, maxConns: f.maxConns, subprotocol: f.subprotocol, token: f.token, origins: origin };
 }
 
-function fmt(n: number): string {
-  return Number.isFinite(n) ? n.toLocaleString("en-US") : "unbounded";
-}
-
 export function finalLine(s: ClusterStats): string {
   const t = s.total;
-  return `stopped: ${fmt(t.accepted)} accepted, ${fmt(s.closed)} closed, ${fmt(t.messagesIn)} messages in, ${fmt(t.messagesOut)} out, ${fmt(t.dropped)} dropped, ${fmt(Object.values(t.rejected).reduce((a, b) => a + b, 0))} upgrades refused`;
+  return `stopped: ${count(t.accepted)} accepted, ${count(s.closed)} closed, ${count(t.messagesIn)} messages in, ${count(t.messagesOut)} out, ${count(t.dropped)} dropped, ${count(Object.values(t.rejected).reduce((a, b) => a + b, 0))} upgrades refused`;
 }
 
 export function registerServe(program: Command): void {
@@ -67,8 +64,8 @@ export function registerServe(program: Command): void {
       const { sizing } = server;
       const shown = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
       say(`wsmillion serve: ws://${shown}:${server.port}${config.path} (listening on ${config.host}:${server.port}), mode ${config.mode}`);
-      say(`workers: ${sizing.initial}${sizing.max > sizing.initial ? ` (grows to ${sizing.max} as they fill)` : ""}, ${fmt(sizing.perWorker)} connections each (open-files limit ${workerNofile(limits)}); capacity ${fmt(sizing.maxConns)}`);
-      say(`limits: max payload ${fmt(config.maxPayload)} B, max buffered ${fmt(config.maxBuffered)} B (${config.backpressure}), ping every ${config.pingInterval} s, idle timeout ${config.idleTimeout} s`);
+      say(`workers: ${sizing.initial}${sizing.max > sizing.initial ? ` (grows to ${sizing.max} as they fill)` : ""}, ${count(sizing.perWorker)} connections each (open-files limit ${workerNofile(limits)}); capacity ${count(sizing.maxConns)}`);
+      say(`limits: max payload ${count(config.maxPayload)} B, max buffered ${count(config.maxBuffered)} B (${config.backpressure}), ping every ${config.pingInterval} s, idle timeout ${config.idleTimeout} s`);
       say(`endpoints: http://${shown}:${server.port}/conns /stats /metrics /healthz /dashboard`);
       for (const w of startupWarnings({ role: "server", connections: Number.isFinite(sizing.maxConns) ? sizing.maxConns : 1_000_000 }, limits)) {
         console.error(`warning: ${w}`);
