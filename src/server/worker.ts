@@ -8,7 +8,7 @@ import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
 import { byteLength, messageHandler, pushSender, type Conn } from "./modes.ts";
 import { countInto, emptyCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
 import { Registry, Sweep, type Slot } from "./sweep.ts";
-import { ProcessSampler } from "../system/sampler.ts";
+import { SelfSampler } from "../system/self.ts";
 
 /** How often the worker reports its figures, and the resolution of the clock that stamps when a peer was last heard. */
 const TICK_MS = 250;
@@ -35,7 +35,7 @@ const counters = emptyCounters();
 const registry = new Registry<Conn>();
 /** Connections whose last send was queued (backpressure); the drain handler removes them. */
 const slow = new Set<Conn>();
-const sampler = new ProcessSampler();
+const sampler = new SelfSampler();
 const started = performance.now();
 let upgrading = 0;
 let full = false;
