@@ -1,13 +1,14 @@
 // Shared pieces of the server benchmarks: `wsmillion serve` and the two baselines (a bare Bun.serve echo
-// server, the `ws` server under Node) as child processes, /proc readers for what a process costs, and a
-// lean raw client (our codec's framing over Bun.connect, one shared handler set) that dials, holds and echoes
-// the same way against all three.
+// server, the `ws` server under Node) as child processes, what a process costs (src/system's /proc
+// readers), and a lean raw client (our codec over Bun.connect, one shared handler set) that dials, holds
+// and echoes the same way against all three.
 import type { Socket, Subprocess } from "bun";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { MaskSource, writeMaskedFrame, OP_BINARY } from "../src/protocol/index.ts";
+import {
+  MaskSource, OP_BINARY, RequestTemplate, headerEnd, parseFrames, writeMaskedFrame, type FrameSink, type ParserState,
+} from "../src/protocol/index.ts";
 import { readMeminfo } from "../src/system/meminfo.ts";
-import { CLOCK_TICKS } from "../src/system/proc.ts";
+import { readCpuSplit, readLoadavg, readRss } from "../src/system/proc.ts";
 import { ROOT, startServer } from "./load-lib.ts";
 
 export { ROOT };
@@ -113,29 +114,21 @@ export async function startWsNode(): Promise<ServerUnderTest> {
   return { name: "ws under Node", port: Number(m[1]), pid: proc.pid, pids: [proc.pid], stop: () => stopProc(proc) };
 }
 
-// ---- /proc readers ----
+// ---- what a process costs ----
 
-/** Resident set size of a process, bytes (VmRSS). */
-export function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) * 1024 : 0;
+/** A server process vanished mid-measurement: its figures would be silently short, so the run stops. */
+function gone(pid: number): never {
+  throw new Error(`process ${pid} is gone (no /proc/${pid})`);
 }
 
-/** [user, system] CPU seconds a process has used, from /proc/<pid>/stat (10 ms resolution). */
-export function cpuSplitOf(pid: number): [number, number] {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return [Number(f[11]) / CLOCK_TICKS, Number(f[12]) / CLOCK_TICKS];
-}
-
-/** [user, system] CPU seconds summed over processes. */
+/** [user, system] CPU seconds summed over processes, from /proc/<pid>/stat (10 ms resolution). */
 export function cpuSplitOfAll(pids: number[]): [number, number] {
   let u = 0;
   let s = 0;
   for (const p of pids) {
-    const [a, b] = cpuSplitOf(p);
-    u += a;
-    s += b;
+    const c = readCpuSplit(p) ?? gone(p);
+    u += c.userSeconds;
+    s += c.systemSeconds;
   }
   return [u, s];
 }
@@ -157,8 +150,10 @@ export function slabBytes(): number {
   return readMeminfo().slabBytes;
 }
 
+/** The 1, 5 and 15 minute load averages as /proc/loadavg prints them. */
 export function loadAverage(): string {
-  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const l = readLoadavg();
+  return l ? [l.load1, l.load5, l.load15].map((v) => v.toFixed(2)).join(" ") : "unknown";
 }
 
 /** Median of a few RSS readings a little apart (the allocator returns pages in the background). */
@@ -166,7 +161,7 @@ export async function settledRss(pid: number, readings = 5, apartMs = 400): Prom
   const xs: number[] = [];
   for (let i = 0; i < readings; i++) {
     if (i > 0) await Bun.sleep(apartMs);
-    xs.push(rssOf(pid));
+    xs.push(readRss(pid) ?? gone(pid));
   }
   xs.sort((a, b) => a - b);
   return xs[Math.floor(xs.length / 2)]!;
@@ -174,28 +169,21 @@ export async function settledRss(pid: number, readings = 5, apartMs = 400): Prom
 
 // ---- the lean raw client ----
 
-/** One connection: socket plus the state of the server-to-client frame walker. Nothing else per connection. */
-interface Raw {
+/** One connection: socket plus the codec's parser state (protocol/parser.ts). Nothing else per connection. */
+interface Raw extends ParserState {
   sock: Socket<Raw> | null;
   up: boolean;
-  /** Upgrade response bytes seen so far (only until the 101 arrives). */
-  head: string;
-  /** Frame walker: 0 = at a frame's first byte, 1 = at the length byte, 2 = in the extended length. */
-  st: number;
-  op: number;
-  ext: number;
-  acc: number;
-  /** Payload bytes of the current frame still to skip. */
-  skip: number;
+  /** Upgrade response bytes of an incomplete header block (only until the 101 arrives). */
+  head: Uint8Array | null;
   /** Echoes outstanding (sent, not yet back). */
   inflight: number;
   /** Bytes the socket did not take, written on drain. */
   pending: Uint8Array | null;
 }
 
-const REQUEST = (host: string, port: number, path: string) =>
-  `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-  `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+/** The key does not change the server's work, so every connection sends RFC 6455's sample key. */
+const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+const UPGRADED = "HTTP/1.1 101";
 
 export interface DialResult {
   open: number;
@@ -205,8 +193,9 @@ export interface DialResult {
 }
 
 /**
- * Lean raw client: a fixed upgrade request (the key does not change the server's work), a status-line check
- * for the 101, and a frame walker that counts data frames coming back. All connections share one handler set.
+ * Lean raw client on the project's codec: a fixed upgrade request, a status-line check for the 101, and the
+ * frame parser the load generator uses, counting the messages that come back. All connections share one
+ * handler set.
  */
 export class RawClient {
   readonly conns: Raw[] = [];
@@ -214,12 +203,30 @@ export class RawClient {
   sent = 0;
   skipped = 0;
   closedByServer = 0;
+  protocolErrors = 0;
   private onUp: ((c: Raw) => void) | null = null;
   private onFail: (() => void) | null = null;
   private readonly handlers;
+  private readonly sink: FrameSink<Raw>;
 
   constructor() {
     const self = this;
+    this.sink = {
+      message(c) {
+        self.echoes++;
+        c.inflight--;
+      },
+      // Pings, pongs and the server's close frame need nothing from a client that is only measured: the
+      // server closes the socket after its close frame, and close() below counts that.
+      ping() {},
+      pong() {},
+      close() {},
+      fail(c, code, reason) {
+        // A server under test broke the protocol: its figures mean nothing, so say so (once) and drop it.
+        if (self.protocolErrors++ === 0) console.error(`raw client: protocol error from the server (${code}): ${reason}`);
+        c.sock?.terminate();
+      },
+    };
     this.handlers = {
       binaryType: "uint8array" as const,
       open(sock: Socket<Raw>) {
@@ -227,58 +234,32 @@ export class RawClient {
       },
       data(sock: Socket<Raw>, buf: Uint8Array) {
         const c = sock.data;
-        let i = 0;
-        if (!c.up) {
-          c.head += Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString("latin1");
-          const end = c.head.indexOf("\r\n\r\n");
-          if (end < 0) return;
-          if (!c.head.startsWith("HTTP/1.1 101")) {
-            sock.terminate();
-            return;
-          }
-          i = buf.byteLength - (c.head.length - end - 4);
-          c.head = "";
-          c.up = true;
-          self.onUp?.(c);
+        if (c.up) {
+          parseFrames(c, buf, self.sink, Infinity);
+          return;
         }
-        const n = buf.byteLength;
-        while (i < n) {
-          if (c.skip > 0) {
-            const t = Math.min(c.skip, n - i);
-            c.skip -= t;
-            i += t;
-            continue;
-          }
-          const b = buf[i++]!;
-          if (c.st === 0) {
-            c.op = b & 0x0f;
-            c.st = 1;
-          } else if (c.st === 1) {
-            const len = b & 0x7f;
-            if (len < 126) {
-              c.skip = len;
-              c.st = 0;
-              if (c.op === 1 || c.op === 2) {
-                self.echoes++;
-                c.inflight--;
-              }
-            } else {
-              c.ext = len === 126 ? 2 : 8;
-              c.acc = 0;
-              c.st = 2;
-            }
-          } else {
-            c.acc = c.acc * 256 + b;
-            if (--c.ext === 0) {
-              c.skip = c.acc;
-              c.st = 0;
-              if (c.op === 1 || c.op === 2) {
-                self.echoes++;
-                c.inflight--;
-              }
-            }
-          }
+        let head = buf;
+        if (c.head !== null) {
+          head = new Uint8Array(c.head.byteLength + buf.byteLength);
+          head.set(c.head, 0);
+          head.set(buf, c.head.byteLength);
         }
+        const end = headerEnd(head);
+        if (end < 0) {
+          // The read buffer is not ours to keep.
+          c.head = head === buf ? buf.slice() : head;
+          return;
+        }
+        c.head = null;
+        // The status line only, not parseResponse: its Sec-WebSocket-Accept check is a SHA-1 per connection
+        // (~10 µs measured), and this client shares the cores with the server whose accept rate it measures.
+        if (Buffer.from(head.buffer, head.byteOffset, Math.min(head.byteLength, UPGRADED.length)).toString("latin1") !== UPGRADED) {
+          sock.terminate();
+          return;
+        }
+        c.up = true;
+        self.onUp?.(c);
+        if (end < head.byteLength) parseFrames(c, head.subarray(end), self.sink, Infinity);
       },
       drain(sock: Socket<Raw>) {
         const c = sock.data;
@@ -317,7 +298,7 @@ export class RawClient {
 
   /** Opens n connections over `hosts` destination addresses (127.0.0.1..N), at most `concurrency` in flight. */
   dial(port: number, n: number, concurrency: number, hosts: number, path = "/ws", timeoutMs = 60_000): Promise<DialResult> {
-    const reqs = Array.from({ length: hosts }, (_, h) => Buffer.from(REQUEST(`127.0.0.${h + 1}`, port, path)));
+    const reqs = Array.from({ length: hosts }, (_, h) => Buffer.from(new RequestTemplate({ host: `127.0.0.${h + 1}:${port}`, path }).render(KEY)));
     let next = 0;
     let open = 0;
     let failed = 0;
@@ -344,7 +325,7 @@ export class RawClient {
       const one = (): void => {
         const i = next++;
         const h = i % hosts;
-        const c: Raw = { sock: null, up: false, head: "", st: 0, op: 0, ext: 0, acc: 0, skip: 0, inflight: 0, pending: null };
+        const c: Raw = { sock: null, up: false, head: null, pbuf: null, fragOp: 0, fragParts: null, fragLen: 0, pdone: false, inflight: 0, pending: null };
         this.conns.push(c);
         Bun.connect<Raw>({ hostname: `127.0.0.${h + 1}`, port, data: c, socket: this.handlers }).then(
           (sock) => {

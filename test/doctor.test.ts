@@ -115,9 +115,22 @@ describe("readLimits on this machine", () => {
     expect(l.memAvailable.value!).toBeGreaterThan(0);
     expect(l.memAvailable.value!).toBeLessThanOrEqual(l.memTotal.value!);
     expect(l.tcpMem.value!.low).toBeLessThanOrEqual(l.tcpMem.value!.high);
-    expect(l.sockstat.value!.inuse).toBeGreaterThanOrEqual(0);
     expect(l.cores.value).toBe(cpus().length);
     expect(l.runtime.bun).toBe(Bun.version);
+  });
+
+  test("the TCP socket count includes this process's own connections", async () => {
+    const N = 20;
+    const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const clients = await Promise.all(Array.from({ length: N }, () => Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } })));
+    try {
+      // Both ends of every connection are ours and stay open while we read, whatever other processes do;
+      // a parser that took another field of the TCP line (orphan, tw) would read far fewer.
+      expect(readLimits().sockstat.value!.inuse).toBeGreaterThanOrEqual(2 * N);
+    } finally {
+      for (const c of clients) c.end();
+      server.stop(true);
+    }
   });
 
   test("the plan check runs on it", () => {

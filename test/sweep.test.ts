@@ -10,7 +10,7 @@ import { Tripwire, judge, CRITERIA_DEFAULTS } from "../src/sweep/criteria.ts";
 import { leastSquares } from "../src/sweep/findings.ts";
 import { CLASSIC_ROUNDS, between, classicPreset, heavier, matrixParsers, matrixRounds, roundsFromFile } from "../src/sweep/rounds.ts";
 import type { SweepReport, SweepSample } from "../src/sweep/schema.ts";
-import { ProcSampler, descendants, parseCpuLine, parseLoadavg, parseStat } from "../src/system/proc.ts";
+import { ProcessTreeSampler, descendants, parseCpuLine, parseLoadavg, parseStat } from "../src/system/proc.ts";
 import { runCli, wsServer } from "./load-helpers.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "wsm-sweep-"));
@@ -130,7 +130,7 @@ describe("/proc sampler", () => {
     const child = Bun.spawn([process.execPath, "-e", "const end = Date.now() + 1500; while (Date.now() < end) {}"], { stdout: "ignore" });
     try {
       expect(descendants(process.pid)).toContain(child.pid);
-      const sampler = new ProcSampler(() => [child.pid]);
+      const sampler = new ProcessTreeSampler(() => [child.pid]);
       expect(sampler.sample().cpuCores).toBe(0);
       await Bun.sleep(600);
       const s = sampler.sample();

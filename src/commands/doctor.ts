@@ -1,11 +1,12 @@
 // `wsmillion doctor`: limits -> capacity model -> findings + fixes, as a table or one JSON document.
 // Exit 0 when the plan fits, 1 when a check fails for it (2 for usage errors, from cli.ts).
 import { Option, type Command } from "commander";
-import { COSTS, ROLES, checkPlan, fmtBytes, fmtCount, formatTarget, parseTargets, type Capacity, type Costs, type Finding, type PlanInput, type Role, type Target } from "../system/capacity.ts";
+import { COSTS, ROLES, checkPlan, formatTarget, parseTargets, type Capacity, type Costs, type Finding, type PlanInput, type Role, type Target } from "../system/capacity.ts";
 import { applySysctls, describeChange, persistSysctls, type Applied, type Persisted, type Sysctl } from "../system/fixes.ts";
 import { readLimits, type Limits } from "../system/limits.ts";
 import { renderTable } from "../report/table.ts";
-import { bytes, choice, integer } from "../flags.ts";
+import { bytes as bytesFlag, choice, integer } from "../flags.ts";
+import { bytes, count } from "../format.ts";
 
 interface DoctorFlags {
   role: Role;
@@ -79,7 +80,7 @@ export function renderText(r: DoctorReport): string {
   const c = r.capacity;
   const out: string[] = [];
   const targets = r.plan.targetsAssumed ? `1 target assumed (${r.plan.targets[0]})` : `${r.plan.targets.length} target${r.plan.targets.length === 1 ? "" : "s"}`;
-  out.push(`wsmillion doctor: ${fmtCount(r.plan.connections)} connections, ${ROLE_TEXT[r.plan.role]}, ${targets}`, "");
+  out.push(`wsmillion doctor: ${count(r.plan.connections)} connections, ${ROLE_TEXT[r.plan.role]}, ${targets}`, "");
 
   if (r.applied) {
     out.push(r.applied.length === 0 ? "--apply: no sysctl limits this plan; nothing to change" : "--apply (runtime only, gone at reboot unless persisted):");
@@ -91,20 +92,20 @@ export function renderText(r: DoctorReport): string {
   out.push(renderTable(["STATUS", "CHECK", "VALUE", "SOURCE"], r.findings.map((f) => [STATUS[f.status], f.title, f.value, f.source])), "");
 
   const k = c.costs;
-  out.push(`Capacity (costs per connection: server ${fmtBytes(k.serverBytes)}, client ${fmtBytes(k.clientBytes)}, kernel ${fmtBytes(k.kernelBytes)} per socket; ${fmtBytes(k.processBytes)} per process; override with --cost-*)`);
+  out.push(`Capacity (costs per connection: server ${bytes(k.serverBytes)}, client ${bytes(k.clientBytes)}, kernel ${bytes(k.kernelBytes)} per socket; ${bytes(k.processBytes)} per process; override with --cost-*)`);
   const rows = (["server", "client", "both"] as const).map((role) => {
     const rc = c[role];
     const cap = rc.caps[0];
-    return [ROLE_TEXT[role], fmtCount(rc.max), fmtBytes(rc.bytesPerConnection), cap ? cap.label : "no known limit"];
+    return [ROLE_TEXT[role], count(rc.max), bytes(rc.bytesPerConnection), cap ? cap.label : "no known limit"];
   });
   out.push(renderTable(["ROLE", "CONNECTIONS", "PER CONN", "BOUND FIRST BY"], rows, { align: ["left", "right", "right", "left"] }), "");
 
   const p = c.processes;
-  const procs = r.plan.role === "both" ? `${fmtCount(p.server)} server + ${fmtCount(p.client)} load processes` : `${fmtCount(p.total)} process${p.total === 1 ? "" : "es"}`;
+  const procs = r.plan.role === "both" ? `${count(p.server)} server + ${count(p.client)} load processes` : `${count(p.total)} process${p.total === 1 ? "" : "es"}`;
   const failed = r.findings.filter((f) => f.status === "fail");
   out.push(
     r.fits
-      ? `Plan fits: ${fmtCount(r.plan.connections)} connections ${ROLE_TEXT[r.plan.role]} on ${procs} of ${fmtCount(c.socketsPerProcess)} sockets; the ceiling is ${fmtCount(c[r.plan.role].max)}${c[r.plan.role].caps[0] ? `, set by ${c[r.plan.role].caps[0]!.label}` : ""}.`
+      ? `Plan fits: ${count(r.plan.connections)} connections ${ROLE_TEXT[r.plan.role]} on ${procs} of ${count(c.socketsPerProcess)} sockets; the ceiling is ${count(c[r.plan.role].max)}${c[r.plan.role].caps[0] ? `, set by ${c[r.plan.role].caps[0]!.label}` : ""}.`
       : `Plan does not fit: ${failed.map((f) => f.title).join(", ")}. See the fixes below.`,
   );
 
@@ -127,7 +128,7 @@ export function renderText(r: DoctorReport): string {
 /** A byte-size option whose default shows as 1.5 KiB rather than 1536. */
 function costOption(flags: string, description: string, fallback: number): Option {
   const flag = flags.split(" ")[0]!;
-  return new Option(flags, description).argParser(bytes(flag, 0)).default(fallback, fmtBytes(fallback));
+  return new Option(flags, description).argParser(bytesFlag(flag, 0)).default(fallback, bytes(fallback));
 }
 
 export function registerDoctor(program: Command): void {

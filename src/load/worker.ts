@@ -2,13 +2,13 @@
 // concurrency and rate caps with handshake timeouts, drives sends with one sweep, reconnects with jittered
 // exponential backoff, and reports figures once a second. Run as a child process (IPC with the
 // coordinator) or in-process through the LoadWorker class.
-import { readFileSync, readdirSync } from "node:fs";
 import { RequestTemplate } from "../protocol/handshake.ts";
 import { MaskSource } from "../protocol/mask.ts";
 import { maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
 import { OP_BINARY } from "../protocol/constants.ts";
 import { STAMP_BYTES, nowMs } from "../protocol/stamp.ts";
 import { formatTarget } from "../system/targets.ts";
+import { cpuMicros, nofileSoft, openFds, rssBytes } from "../system/self.ts";
 import {
   CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_UPGRADING,
   abortDial, closeConn, dial, endFlushed, terminateConn, writeBytes, type ConnHost,
@@ -18,38 +18,6 @@ import { SendScheduler } from "./scheduler.ts";
 import { localPortOf, sourceIndexOf, targetIndexOf } from "./addresses.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import type { WorkerShard } from "./plan.ts";
-
-/** Soft RLIMIT_NOFILE of this process (0 when unknown). */
-function nofileSoft(): number {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-function openFds(): number {
-  try {
-    return readdirSync("/proc/self/fd").length;
-  } catch {
-    return 0;
-  }
-}
-
-let lastRss = 0;
-/** RSS, or the last reading when /proc cannot be opened (at the open-files limit). */
-function rssNow(): number {
-  try {
-    lastRss = process.memoryUsage.rss();
-  } catch { /* EMFILE: keep the last reading */ }
-  return lastRss;
-}
-
-function cpuTotalUs(): number {
-  const c = process.cpuUsage();
-  return c.user + c.system;
-}
 
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
@@ -147,7 +115,7 @@ export class LoadWorker implements ConnHost {
     this.nofile = nofileSoft();
     this.baseFds = openFds();
     Bun.gc(true);
-    this.baseRss = rssNow();
+    this.baseRss = rssBytes();
     this.peakRss = this.baseRss;
     this.emit({ t: "ready", pid: process.pid, baseRssBytes: this.baseRss });
     this.phase = "ramp";
@@ -184,7 +152,7 @@ export class LoadWorker implements ConnHost {
     this.onEcho = null;
     if (this.phase === "run") {
       this.runMs = performance.now() - this.runStart;
-      this.emit({ t: "held", counters: { ...this.metrics.counters }, cpuUs: cpuTotalUs(), runMs: this.runMs });
+      this.emit({ t: "held", counters: { ...this.metrics.counters }, cpuUs: cpuMicros(), runMs: this.runMs });
     }
     this.phase = "hold";
   }
@@ -214,7 +182,7 @@ export class LoadWorker implements ConnHost {
     return {
       t: "final",
       snapshot: this.metrics.snapshot(),
-      proc: { rssBytes: rssNow(), cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
+      proc: { rssBytes: rssBytes(), cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
       baseRssBytes: this.baseRss,
       peakRssBytes: this.peakRss,
       rampRssBytes: this.rampRss,
@@ -279,10 +247,10 @@ export class LoadWorker implements ConnHost {
     this.phase = "hold";
     this.rampMs = performance.now() - this.rampStart;
     Bun.gc(true);
-    this.rampRss = rssNow();
+    this.rampRss = rssBytes();
     this.rampOpen = this.metrics.counters.open;
     if (this.rampRss > this.peakRss) this.peakRss = this.rampRss;
-    this.emit({ t: "ramped", counters: { ...this.metrics.counters }, rampMs: this.rampMs, rssBytes: this.rampRss, cpuUs: cpuTotalUs() });
+    this.emit({ t: "ramped", counters: { ...this.metrics.counters }, rampMs: this.rampMs, rssBytes: this.rampRss, cpuUs: cpuMicros() });
   }
 
   // Dialing
@@ -380,7 +348,7 @@ export class LoadWorker implements ConnHost {
   }
 
   private sendFigures(): void {
-    const rss = rssNow();
+    const rss = rssBytes();
     if (rss > this.peakRss) this.peakRss = rss;
     const cpu = process.cpuUsage();
     this.emit({

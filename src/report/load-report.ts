@@ -3,11 +3,10 @@
 import { renderTable } from "./table.ts";
 import { HIST_LABELS, HIST_NAMES, type HistName } from "../load/metrics.ts";
 import type { ErrorFigure, LoadReport } from "../load/report.ts";
+import { count } from "../format.ts";
 
-function num(v: number): string {
-  return Math.round(v).toLocaleString("en-US");
-}
-
+// Memory here stays in one fixed unit with fixed decimals (not format.ts's `bytes`, which picks the unit),
+// so the workers' rows and the per-connection figures line up and compare digit by digit.
 function mib(b: number): string {
   return `${(b / 1048576).toFixed(1)} MiB`;
 }
@@ -16,6 +15,7 @@ function kib(b: number): string {
   return `${(b / 1024).toFixed(2)} KiB`;
 }
 
+/** Like format.ts's shortMs, but with a third decimal below 10 ms: loopback percentiles differ there. */
 function ms(v: number): string {
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3);
 }
@@ -24,23 +24,23 @@ export function renderLoadReport(r: LoadReport): string {
   const out: string[] = [];
   const p = r.plan;
   const c = r.connections;
-  out.push(`wsmillion load: ${p.connections.toLocaleString("en-US")} connections to ${p.targets.length === 1 ? p.targets[0] : `${p.targets.length} targets (${p.targets[0]} ...)`}${p.path}, mode ${p.mode}` +
+  out.push(`wsmillion load: ${count(p.connections)} connections to ${p.targets.length === 1 ? p.targets[0] : `${p.targets.length} targets (${p.targets[0]} ...)`}${p.path}, mode ${p.mode}` +
     (p.inFlight > 0 ? `, closed loop: ${p.inFlight} of ${p.size} B in flight per connection` : p.intervalMs > 0 ? `, ${p.size} B every ${p.intervalMs} ms` : "") + `, ${p.workers} worker${p.workers === 1 ? "" : "s"}`);
   out.push("");
   out.push("Connections");
   const connRows: string[][] = [
-    ["target", num(c.target)],
-    ["opened (ramp)", `${num(c.openAtRamp)} in ${c.rampSeconds.toFixed(2)} s (${num(c.dialsPerSecond)}/s)`],
-    ["open at end", num(c.openAtEnd)],
-    ["attempted", num(c.attempted) + (c.reconnects > 0 ? ` (${num(c.reconnects)} reconnects)` : "")],
-    ["failed", num(c.failed)],
-    ["dropped", num(c.dropped)],
-    ...(r.counters.failedByUs > 0 ? [["failed by us (protocol)", num(r.counters.failedByUs)]] : []),
-    ["closed by us", num(c.closedByUs)],
+    ["target", count(c.target)],
+    ["opened (ramp)", `${count(c.openAtRamp)} in ${c.rampSeconds.toFixed(2)} s (${count(c.dialsPerSecond)}/s)`],
+    ["open at end", count(c.openAtEnd)],
+    ["attempted", count(c.attempted) + (c.reconnects > 0 ? ` (${count(c.reconnects)} reconnects)` : "")],
+    ["failed", count(c.failed)],
+    ["dropped", count(c.dropped)],
+    ...(r.counters.failedByUs > 0 ? [["failed by us (protocol)", count(r.counters.failedByUs)]] : []),
+    ["closed by us", count(c.closedByUs)],
   ];
   if (r.server.atRamp || r.server.atEnd) {
     const s = r.server.atEnd ?? r.server.atRamp!;
-    connRows.push(["server /conns", `${num(s.conns)} open (we count ${num(r.server.atEnd ? c.openAtEnd : c.openAtRamp)}), ${num(s.closed)} closed`]);
+    connRows.push(["server /conns", `${count(s.conns)} open (we count ${count(r.server.atEnd ? c.openAtEnd : c.openAtRamp)}), ${count(s.closed)} closed`]);
   } else if (r.server.error) {
     connRows.push(["server /conns", `n/a (${r.server.error})`]);
   }
@@ -53,7 +53,7 @@ export function renderLoadReport(r: LoadReport): string {
     out.push("");
     out.push("Failed by us: the server broke RFC 6455");
     for (const s of r.ourCloses) {
-      out.push(`  ${num(s.count).padStart(8)}  we sent ${s.code}: ${s.meaning}`);
+      out.push(`  ${count(s.count).padStart(8)}  we sent ${s.code}: ${s.meaning}`);
       if (s.example) out.push(`            e.g. ${s.example}`);
     }
   }
@@ -64,7 +64,7 @@ export function renderLoadReport(r: LoadReport): string {
   for (const n of HIST_NAMES as readonly HistName[]) {
     const l = r.latency[n];
     if (l.count === 0) continue;
-    rows.push([HIST_LABELS[n], num(l.count), ms(l.p50Ms), ms(l.p90Ms), ms(l.p99Ms), ms(l.p999Ms), ms(l.maxMs)]);
+    rows.push([HIST_LABELS[n], count(l.count), ms(l.p50Ms), ms(l.p90Ms), ms(l.p99Ms), ms(l.p999Ms), ms(l.maxMs)]);
   }
   out.push(indent(renderTable(["", "count", "p50", "p90", "p99", "p99.9", "max"], rows, { align: ["left", "right", "right", "right", "right", "right", "right"] })));
 
@@ -73,12 +73,12 @@ export function renderLoadReport(r: LoadReport): string {
     out.push("");
     out.push("Throughput");
     if (p.inFlight > 0) {
-      out.push(`  closed loop: achieved ${num(t.achievedPerSec)} msg/s over ${t.runSeconds.toFixed(1)} s (the server's pace: ${p.inFlight} outstanding per connection)`);
+      out.push(`  closed loop: achieved ${count(t.achievedPerSec)} msg/s over ${t.runSeconds.toFixed(1)} s (the server's pace: ${p.inFlight} outstanding per connection)`);
     } else if (t.offeredPerSec > 0) {
-      out.push(`  offered ${num(t.offeredPerSec)} msg/s, achieved ${num(t.achievedPerSec)} msg/s over ${t.runSeconds.toFixed(1)} s` +
-        (t.skippedBackpressure > 0 ? ` (${num(t.skippedBackpressure)} sends skipped: socket backpressure)` : ""));
+      out.push(`  offered ${count(t.offeredPerSec)} msg/s, achieved ${count(t.achievedPerSec)} msg/s over ${t.runSeconds.toFixed(1)} s` +
+        (t.skippedBackpressure > 0 ? ` (${count(t.skippedBackpressure)} sends skipped: socket backpressure)` : ""));
     }
-    out.push(`  received ${num(t.receivedPerSec)} msg/s; totals ${num(t.sent)} sent (${mib(t.bytesOut)}), ${num(t.received)} received (${mib(t.bytesIn)})`);
+    out.push(`  received ${count(t.receivedPerSec)} msg/s; totals ${count(t.sent)} sent (${mib(t.bytesOut)}), ${count(t.received)} received (${mib(t.bytesIn)})`);
     if (r.latency.lateness.count > 0) {
       const l = r.latency.lateness;
       out.push(`  send lateness p99 ${ms(l.p99Ms)} ms, max ${ms(l.maxMs)} ms ${l.p99Ms > 10 ? "(the generator was behind: its own figures are suspect)" : "(the generator kept its schedule)"}`);
@@ -92,7 +92,7 @@ export function renderLoadReport(r: LoadReport): string {
     `; RSS peak ${mib(g.peakRssBytes)}, ${kib(g.rssPerConnectionBytes)} per connection`);
   if (r.workers.length > 1 || r.workers.some((w) => w.error)) {
     const wrows = r.workers.map((w) => [
-      String(w.index), String(w.pid), num(w.connections), num(w.openAtRamp), mib(w.peakRssBytes), kib(w.rssPerConnectionBytes),
+      String(w.index), String(w.pid), count(w.connections), count(w.openAtRamp), mib(w.peakRssBytes), kib(w.rssPerConnectionBytes),
       (w.cpuUserSeconds + w.cpuSystemSeconds).toFixed(2), ms(w.loopLagP99Ms), w.error ? w.error.split("\n")[0]! : "ok",
     ]);
     out.push(indent(renderTable(["worker", "pid", "conns", "opened", "peak RSS", "per conn", "cpu s", "lag p99", "status"], wrows,
@@ -111,7 +111,7 @@ function causes(out: string[], title: string, figures: ErrorFigure[]): void {
   out.push("");
   out.push(title);
   for (const e of figures) {
-    out.push(`  ${num(e.count).padStart(8)}  ${e.cause}: ${e.explanation}`);
+    out.push(`  ${count(e.count).padStart(8)}  ${e.cause}: ${e.explanation}`);
     if (e.example) out.push(`            e.g. ${e.example}`);
   }
 }

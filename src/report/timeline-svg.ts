@@ -1,6 +1,7 @@
 // A run's timeline as one self-contained SVG (connections by both counts, system memory), small enough to
 // commit next to a write-up and readable on a code host that shows no scripts.
 import type { TimelineSample } from "./timeline.ts";
+import { count } from "../format.ts";
 
 const W = 900;
 const H = 360;
@@ -26,7 +27,7 @@ export function timelineSvg(samples: readonly TimelineSample[], title: string): 
       const y = H - PAD.bottom - f * (H - PAD.top - PAD.bottom);
       return (
         `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y}" y2="${y}" stroke="#e5e7eb"/>` +
-        `<text x="${PAD.left - 6}" y="${y + 4}" text-anchor="end">${Math.round(f * cMax).toLocaleString("en-US")}</text>` +
+        `<text x="${PAD.left - 6}" y="${y + 4}" text-anchor="end">${count(f * cMax)}</text>` +
         `<text x="${W - PAD.right + 6}" y="${y + 4}">${(f * gMax).toFixed(1)} GiB</text>`
       );
     })

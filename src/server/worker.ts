@@ -9,7 +9,7 @@ import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
 import { byteLength, messageHandler, pushSender, type Conn, type MessageHandler } from "./modes.ts";
 import { countInto, emptyServerCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
 import { PeriodicVisits, Registry, type Slot } from "./visits.ts";
-import { ProcessSampler } from "../system/sampler.ts";
+import { SelfSampler } from "../system/self.ts";
 import { CLOSE_GOING_AWAY } from "../protocol/close-codes.ts";
 
 /** How often the worker reports its figures, and the resolution of the clock that stamps when a peer was last heard. */
@@ -35,7 +35,7 @@ export class ServerWorker {
   private readonly registry = new Registry<Conn>();
   /** Connections whose last send was queued (backpressure); the drain handler removes them. */
   private readonly slow = new Set<Conn>();
-  private readonly sampler = new ProcessSampler();
+  private readonly sampler = new SelfSampler();
   private readonly started = performance.now();
   private upgrading = 0;
   private full = false;

@@ -11,7 +11,7 @@ import type { ClusterStats } from "../server/stats.ts";
 import { startServer, type RunningServer } from "../server/supervisor.ts";
 import { capacityFor, pairsFor, workerNofile } from "../system/capacity.ts";
 import type { Limits } from "../system/limits.ts";
-import { ProcSampler, type TreeSample } from "../system/proc.ts";
+import { ProcessTreeSampler, type TreeSample } from "../system/proc.ts";
 import { formatTarget, loopbackTargets, type Target } from "../system/targets.ts";
 import { sleep } from "../sleep.ts";
 import { Tripwire, errorPct, judge, type Criteria } from "./criteria.ts";
@@ -86,14 +86,14 @@ function isClusterStats(v: unknown): v is ClusterStats {
  */
 class ServerProbe {
   private prev: ClusterStats | null = null;
-  private readonly proc: ProcSampler;
+  private readonly proc: ProcessTreeSampler;
   private available: boolean;
 
   constructor(
     private readonly statsUrl: string | null,
     private readonly pids: (() => number[]) | null,
   ) {
-    this.proc = new ProcSampler(pids ?? (() => []));
+    this.proc = new ProcessTreeSampler(pids ?? (() => []));
     this.available = statsUrl !== null;
   }
 
@@ -154,7 +154,7 @@ class ServerProbe {
 
   /** RSS now, without touching the per-second rate state. */
   async rss(): Promise<number> {
-    if (this.local) return new ProcSampler(this.pids!).sample().rssBytes;
+    if (this.local) return new ProcessTreeSampler(this.pids!).sample().rssBytes;
     return (await this.stats())?.total.rssBytes ?? 0;
   }
 }
@@ -338,7 +338,7 @@ export async function runSweep(o: SweepOptions, hooks: SweepHooks = {}): Promise
    */
   async function coolDown(prev: RoundResult, view: RoundView): Promise<void> {
     if (o.cooldownS <= 0) return;
-    const machineOnly = new ProcSampler(() => []);
+    const machineOnly = new ProcessTreeSampler(() => []);
     machineOnly.sample();
     const start = performance.now();
     const end = start + o.cooldownS * 1000;

@@ -1,331 +1,165 @@
-// The capacity model: how many connections the limits read by limits.ts allow as a server, as a client
-// and with both on one box, which limit binds first, and whether a requested plan fits. The supervisor
-// and the load coordinator import the process arithmetic from here, so it has one definition.
+// The capacity of this machine for a plan: each limit's ceiling on connections per role (the caps), which
+// binds first, whether the requested plan fits, and the full check that adds one finding per limit. The
+// model and its arithmetic live in model.ts and the findings in findings.ts; this is the entry point the
+// commands use, so it re-exports the parts of both they need.
+import { count, bytes } from "../format.ts";
 import { readLimits, type Limits } from "./limits.ts";
-import { isLoopback, suggestTargets, type Target } from "./targets.ts";
-import { findingsFor } from "./findings.ts";
-import type { Sysctl } from "./fixes.ts";
+import { suggestTargets } from "./targets.ts";
+import { findingsFor, type Finding } from "./findings.ts";
+import {
+  COSTS,
+  DEFAULT_PORT_RANGE,
+  buildModel,
+  bytesPerConnection,
+  memoryFit,
+  portsPerPair,
+  processCount,
+  sides,
+  type Cap,
+  type Capacity,
+  type Costs,
+  type Model,
+  type PlanInput,
+  type Role,
+  type RoleCapacity,
+} from "./model.ts";
 
 export { parseTargets, formatTarget, loopbackTargets, suggestTargets, type Target } from "./targets.ts";
+export {
+  COSTS,
+  ROLES,
+  memoryFit,
+  pairsFor,
+  portsPerPair,
+  processesFor,
+  socketsPerProcess,
+  workerNofile,
+  type Capacity,
+  type Costs,
+  type PlanInput,
+  type Role,
+} from "./model.ts";
+export type { Finding } from "./findings.ts";
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
-
-/** Per-connection costs in bytes. Every figure is a measurement on this project's benchmarks (see each field). */
-export interface Costs {
-  /** RSS per idle server connection, Bun.serve with 19,000 idle connections (DESIGN.md). */
-  serverBytes: number;
-  /** RSS per idle client connection, raw Bun TCP socket (Bun.connect) with our codec. */
-  clientBytes: number;
-  /** Kernel memory per socket (socket, tcp_sock, file, inode, epoll entry): 4-6 KB measured by the Slab delta, per end. */
-  kernelBytes: number;
-  /** RSS of a Bun process before any connection. */
-  processBytes: number;
-  /** Threads (tasks) per busy Bun process, which count against pids.max and RLIMIT_NPROC: 5-6 measured on 2 cores. */
-  threadsPerProcess: number;
-  /**
-   * All in per connection with server and client on one box, measured as the MemAvailable drop. Shown for
-   * reference; the model uses the component sum, because MemAvailable counts half of the socket slab as
-   * reclaimable, which it is not while the sockets are open.
-   */
-  bothBytes: number;
-}
-
-export const COSTS: Readonly<Costs> = Object.freeze({
-  serverBytes: 1.5 * KiB,
-  clientBytes: 1.5 * KiB,
-  kernelBytes: 5 * KiB,
-  processBytes: 26 * MiB,
-  threadsPerProcess: 6,
-  bothBytes: Math.round(8.2 * KiB),
-});
-
-/** Descriptors each process keeps for itself (stdio, epoll, timers, IPC, the runtime's own files). */
-export const FD_HEADROOM = 100;
-
-/** The kernel's default ip_local_port_range, used only when the file cannot be read. */
-export const DEFAULT_PORT_RANGE = { low: 32768, high: 60999 };
-
-/** A check starts warning when the plan uses this share of a limit. */
-export const WARN_SHARE = 0.8;
-
-export type Role = "server" | "client" | "both";
-export const ROLES: readonly Role[] = ["server", "client", "both"];
-
-export interface PlanInput {
+/** What every cap of one role shares: sockets per connection, the note on the processes the plan takes. */
+interface CapContext {
+  m: Model;
   role: Role;
-  connections: number;
-  targets?: Target[];
+  sides: number;
+  procNote: string;
 }
 
-export interface Finding {
-  id: string;
-  status: "ok" | "warn" | "fail";
-  title: string;
-  value: string;
-  source: string;
-  detail: string;
-  fix?: string[];
-  avoid?: string[];
-  /** The runtime settings behind `fix`, for `--apply`. */
-  sysctls?: Sysctl[];
+function nofileCap(c: CapContext): Cap | null {
+  const { m } = c;
+  if (m.perProcess !== 0) return null;
+  return { id: "nofile", label: `open files ${m.nofile} per process`, max: 0, source: m.limits.nofile.source, hint: "raise the open-files limit (ulimit -n, LimitNOFILE=)" };
 }
 
-/** One limit's ceiling on connections for a role. */
-export interface Cap {
-  id: string;
-  label: string;
-  max: number;
-  source: string;
-  /** What to do when it binds, short enough for a one-line startup warning. */
-  hint: string;
-}
-
-export interface RoleCapacity {
-  role: Role;
-  /** Connections this machine holds in this role (Infinity when no known limit applies). */
-  max: number;
-  /** Id of the cap that binds first, or "none". */
-  binding: string;
-  bytesPerConnection: number;
-  /** Every known cap, tightest first. */
-  caps: Cap[];
-}
-
-export interface Capacity {
-  server: RoleCapacity;
-  client: RoleCapacity;
-  both: RoleCapacity;
-  role: Role;
-  requested: number;
-  fits: boolean;
-  /** The cap that binds first for the requested role. */
-  bindingLimit: string;
-  /** Open files each worker gets: Bun raises its soft limit to the hard limit at start. */
-  nofile: number;
-  socketsPerProcess: number;
-  processes: { server: number; client: number; total: number };
-  targets: Target[];
-  targetsAssumed: boolean;
-  costs: Costs;
-}
-
-export function socketsPerProcess(nofileSoft: number): number {
-  return Math.max(0, Math.floor(nofileSoft) - FD_HEADROOM);
-}
-
-export function processesFor(connections: number, nofileSoft: number): number {
-  if (connections <= 0) return 0;
-  const per = socketsPerProcess(nofileSoft);
-  return per > 0 ? Math.ceil(connections / per) : Infinity;
-}
-
-/**
- * Local ports one source address has per destination (address, port) pair: the size of
- * ip_local_port_range minus ip_local_reserved_ports inside it. An unbound connect() may reuse a local
- * port for a different destination, so the ceiling is pairs x this.
- */
-export function portsPerPair(limits: Pick<Limits, "portRange" | "reservedPorts">): number {
-  const r = limits.portRange.value ?? DEFAULT_PORT_RANGE;
-  let reserved = 0;
-  for (const p of limits.reservedPorts.value ?? []) reserved += Math.max(0, Math.min(p.high, r.high) - Math.max(p.low, r.low) + 1);
-  return Math.max(0, r.high - r.low + 1 - reserved);
-}
-
-/**
- * Use at most this share of a destination pair's ephemeral ports for a fast ramp. connect() searches the
- * range for a free port, and the search grows with the fill: measured here, 50,000 connections ramped at
- * 2,500/s over 3 pairs (60% full) and at 15,500/s over 9 pairs (20% full). Loopback addresses cost nothing.
- */
-export const FAST_PORT_SHARE = 0.2;
-
-/** Destination (address, port) pairs that keep each pair's ephemeral range at most `share` full. */
-export function pairsFor(connections: number, limits: Pick<Limits, "portRange" | "reservedPorts">, share = FAST_PORT_SHARE): number {
-  return Math.max(1, Math.ceil(connections / (portsPerPair(limits) * share)));
-}
-
-/** Per-process open-files limit a worker will run with (hard, since Bun raises soft to hard). */
-export function workerNofile(limits: Limits): number {
-  const n = limits.nofile;
-  const hard = Math.min(n.hard, limits.nrOpen.value ?? Infinity);
-  return Number.isFinite(hard) ? hard : n.soft;
-}
-
-export const DEFAULT_TARGET: Target = { host: "127.0.0.1", port: 8080 };
-
-export function fmtCount(n: number): string {
-  return Number.isFinite(n) ? Math.floor(n).toLocaleString("en-US") : "unlimited";
-}
-
-export function fmtBytes(n: number): string {
-  if (!Number.isFinite(n)) return "unlimited";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
-
-/** Everything the caps and findings share, derived once from the limits. */
-export interface Model {
-  role: Role;
-  connections: number;
-  limits: Limits;
-  costs: Costs;
-  nofile: number;
-  perProcess: number;
-  /** Memory left for us: the smaller of MemAvailable and the cgroup's limit minus its usage. */
-  memory: { bytes: number; source: string } | null;
-  targets: Target[];
-  targetsAssumed: boolean;
-}
-
-export function sides(role: Role): number {
-  return role === "both" ? 2 : 1;
-}
-
-export function bytesPerConnection(role: Role, costs: Costs): number {
-  const user = role === "server" ? costs.serverBytes : role === "client" ? costs.clientBytes : costs.serverBytes + costs.clientBytes;
-  return user + sides(role) * costs.kernelBytes;
-}
-
-/** Processes per side: a box running both holds each connection twice, once in a server worker and once in a load worker. */
-export function processCount(role: Role, connections: number, nofile: number): { server: number; client: number; total: number } {
-  const server = role === "client" ? 0 : processesFor(connections, nofile);
-  const client = role === "server" ? 0 : processesFor(connections, nofile);
-  return { server, client, total: server + client };
-}
-
-function memoryLeft(limits: Limits): Model["memory"] {
-  const avail = limits.memAvailable.value;
-  const cg = limits.memoryMax.value;
-  const cgLeft = cg && Number.isFinite(cg.limit) ? Math.max(0, cg.limit - (cg.current ?? 0)) : Infinity;
-  if (avail === null && !Number.isFinite(cgLeft)) return null;
-  if (avail === null || cgLeft < avail) return { bytes: cgLeft, source: limits.memoryMax.source };
-  return { bytes: avail, source: `${limits.memAvailable.source} (MemAvailable)` };
-}
-
-export function buildModel(input: PlanInput, limits: Limits, costs: Costs): Model {
-  const nofile = workerNofile(limits);
-  const given = input.targets !== undefined && input.targets.length > 0;
+function memoryCap(c: CapContext): Cap | null {
+  const { m } = c;
+  if (!m.memory) return null;
+  const perConn = bytesPerConnection(c.role, m.costs);
   return {
-    role: input.role,
-    connections: input.connections,
-    limits,
-    costs,
-    nofile,
-    perProcess: socketsPerProcess(nofile),
-    memory: memoryLeft(limits),
-    targets: given ? input.targets! : [DEFAULT_TARGET],
-    targetsAssumed: !given,
+    id: "memory",
+    label: `memory ${bytes(m.memory.bytes)} at ${bytes(perConn)} per connection + ${bytes(m.costs.processBytes)} per process`,
+    max: memoryFit(m.memory.bytes, perConn, m.costs.processBytes, m.perProcess, c.sides),
+    source: m.memory.source,
+    hint: `${c.procNote}; free memory or raise the open-files limit for fewer processes`,
   };
 }
 
-/**
- * The most connections whose memory fits a budget: each costs `perConn`, and every `perProcess` of them
- * (per side) start a process costing `perProc`. Exact, not averaged, so a plan at the returned figure
- * passes the memory check: the answer lies within the last two process counts below the averaged bound.
- */
-export function memoryFit(budget: number, perConn: number, perProc: number, perProcess: number, sideCount: number): number {
-  if (!Number.isFinite(budget)) return Infinity;
-  if (perProcess <= 0) return 0;
-  const averaged = Math.floor(budget / (perConn + (sideCount * perProc) / perProcess));
-  if (!Number.isFinite(averaged)) return Infinity; // zero costs (overridden): memory sets no bound
-  const p = Math.ceil(averaged / perProcess);
-  let best = 0;
-  for (const procs of [p - 1, p]) {
-    if (procs < 0) continue;
-    const n = Math.min(procs * perProcess, Math.floor((budget - sideCount * procs * perProc) / perConn));
-    if (n > (procs - 1) * perProcess) best = Math.max(best, n);
-  }
-  return Math.max(0, best);
-}
-
-function capsFor(role: Role, m: Model): Cap[] {
-  const { limits: l, costs } = m;
-  const n = sides(role);
-  const perConn = bytesPerConnection(role, costs);
-  const caps: Cap[] = [];
-  const procs = processCount(role, m.connections, m.nofile).total;
-  const procNote = `${fmtCount(m.connections)} connections take ${fmtCount(procs)} processes of ${fmtCount(m.perProcess)} sockets (open files ${fmtCount(m.nofile)})`;
-
-  if (m.perProcess === 0) {
-    caps.push({ id: "nofile", label: `open files ${m.nofile} per process`, max: 0, source: l.nofile.source, hint: "raise the open-files limit (ulimit -n, LimitNOFILE=)" });
-  }
-  if (m.memory) {
-    caps.push({
-      id: "memory",
-      label: `memory ${fmtBytes(m.memory.bytes)} at ${fmtBytes(perConn)} per connection + ${fmtBytes(costs.processBytes)} per process`,
-      max: memoryFit(m.memory.bytes, perConn, costs.processBytes, m.perProcess, n),
-      source: m.memory.source,
-      hint: `${procNote}; free memory or raise the open-files limit for fewer processes`,
-    });
-  }
+function fileMaxCap(c: CapContext): Cap | null {
+  const l = c.m.limits;
   const fileNr = l.fileNr.value;
   const fileMax = fileNr?.max ?? l.fileMax.value;
-  if (fileMax !== null && fileMax !== undefined) {
-    const free = fileMax - (fileNr?.allocated ?? 0);
-    caps.push({
-      id: "file-max",
-      label: `fs.file-max ${fmtCount(fileMax)} (${fmtCount(free)} free)`,
-      max: Math.max(0, Math.floor(free / n)),
-      source: fileNr ? l.fileNr.source : l.fileMax.source,
-      hint: "raise fs.file-max (wsmillion doctor shows the sysctl)",
-    });
-  }
-  const pids = l.pidsMax.value;
-  if (pids && Number.isFinite(pids.limit)) {
-    const procs = Math.floor(Math.max(0, pids.limit - (pids.current ?? 0)) / costs.threadsPerProcess);
-    caps.push({
-      id: "pids",
-      label: `cgroup pids.max ${fmtCount(pids.limit)} (${fmtCount(procs)} processes of ~${costs.threadsPerProcess} threads)`,
-      max: Math.floor(procs / n) * m.perProcess,
-      source: l.pidsMax.source,
-      hint: `${procNote}; raise pids.max (TasksMax=, --pids-limit) or the open-files limit`,
-    });
-  }
+  if (fileMax === null || fileMax === undefined) return null;
+  const free = fileMax - (fileNr?.allocated ?? 0);
+  return {
+    id: "file-max",
+    label: `fs.file-max ${count(fileMax)} (${count(free)} free)`,
+    max: Math.max(0, Math.floor(free / c.sides)),
+    source: fileNr ? l.fileNr.source : l.fileMax.source,
+    hint: "raise fs.file-max (wsmillion doctor shows the sysctl)",
+  };
+}
+
+function pidsCap(c: CapContext): Cap | null {
+  const { m } = c;
+  const pids = m.limits.pidsMax.value;
+  if (!pids || !Number.isFinite(pids.limit)) return null;
+  const procs = Math.floor(Math.max(0, pids.limit - (pids.current ?? 0)) / m.costs.threadsPerProcess);
+  return {
+    id: "pids",
+    label: `cgroup pids.max ${count(pids.limit)} (${count(procs)} processes of ~${m.costs.threadsPerProcess} threads)`,
+    max: Math.floor(procs / c.sides) * m.perProcess,
+    source: m.limits.pidsMax.source,
+    hint: `${c.procNote}; raise pids.max (TasksMax=, --pids-limit) or the open-files limit`,
+  };
+}
+
+function nprocCap(c: CapContext): Cap | null {
+  const { m } = c;
+  const l = m.limits;
   const np = l.nproc.value;
   const privileged = l.uid.value === 0 || l.capSysResource.value === true;
-  if (np && Number.isFinite(np.soft) && !privileged) {
-    const procs = Math.floor(np.soft / costs.threadsPerProcess);
-    caps.push({
-      id: "nproc",
-      label: `RLIMIT_NPROC ${fmtCount(np.soft)} (${fmtCount(procs)} processes of ~${costs.threadsPerProcess} threads)`,
-      max: Math.floor(procs / n) * m.perProcess,
-      source: l.nproc.source,
-      hint: `${procNote}; raise ulimit -u (LimitNPROC=)`,
-    });
-  }
-  if (role !== "server") {
-    const per = portsPerPair(l);
-    const r = l.portRange.value ?? DEFAULT_PORT_RANGE;
-    const pairs = m.targets.length;
-    const need = per > 0 ? Math.ceil(m.connections / per) : 1;
-    caps.push({
-      id: "ports",
-      label: `ephemeral ports ${r.low}-${r.high} (${fmtCount(per)} per destination) with ${pairs} target${pairs === 1 ? "" : "s"}`,
-      max: per * pairs,
-      source: l.portRange.source,
-      hint: `use --targets ${suggestTargets(Math.max(need, pairs), m.targets[0])} or widen net.ipv4.ip_local_port_range`,
-    });
-  }
+  if (!np || !Number.isFinite(np.soft) || privileged) return null;
+  const procs = Math.floor(np.soft / m.costs.threadsPerProcess);
+  return {
+    id: "nproc",
+    label: `RLIMIT_NPROC ${count(np.soft)} (${count(procs)} processes of ~${m.costs.threadsPerProcess} threads)`,
+    max: Math.floor(procs / c.sides) * m.perProcess,
+    source: l.nproc.source,
+    hint: `${c.procNote}; raise ulimit -u (LimitNPROC=)`,
+  };
+}
+
+function portsCap(c: CapContext): Cap | null {
+  const { m } = c;
+  if (c.role === "server") return null;
+  const l = m.limits;
+  const per = portsPerPair(l);
+  const r = l.portRange.value ?? DEFAULT_PORT_RANGE;
+  const pairs = m.targets.length;
+  const need = per > 0 ? Math.ceil(m.connections / per) : 1;
+  return {
+    id: "ports",
+    label: `ephemeral ports ${r.low}-${r.high} (${count(per)} per destination) with ${pairs} target${pairs === 1 ? "" : "s"}`,
+    max: per * pairs,
+    source: l.portRange.source,
+    hint: `use --targets ${suggestTargets(Math.max(need, pairs), m.targets[0])} or widen net.ipv4.ip_local_port_range`,
+  };
+}
+
+function conntrackCap(c: CapContext): Cap | null {
+  const l = c.m.limits;
   const ctMax = l.conntrackMax.value;
   const ctCount = l.conntrackCount.value;
   // With the module loaded but no rule using it, the count stays 0 and nothing is tracked (measured:
   // 6,000 loopback connections, count 0), so the table caps only when it is visibly in use.
-  if (ctMax !== null && ctCount !== null && ctCount > 0) {
-    caps.push({
-      id: "conntrack",
-      label: `nf_conntrack_max ${fmtCount(ctMax)} (${fmtCount(ctCount)} in use)`,
-      max: Math.max(0, ctMax - ctCount),
-      source: l.conntrackMax.source,
-      hint: "raise net.netfilter.nf_conntrack_max or exempt the test port (CT --notrack)",
-    });
-  }
-  return caps.sort((a, b) => a.max - b.max);
+  if (ctMax === null || ctCount === null || ctCount <= 0) return null;
+  return {
+    id: "conntrack",
+    label: `nf_conntrack_max ${count(ctMax)} (${count(ctCount)} in use)`,
+    max: Math.max(0, ctMax - ctCount),
+    source: l.conntrackMax.source,
+    hint: "raise net.netfilter.nf_conntrack_max or exempt the test port (CT --notrack)",
+  };
+}
+
+const CAPS = [nofileCap, memoryCap, fileMaxCap, pidsCap, nprocCap, portsCap, conntrackCap];
+
+/** Every known cap for a role, tightest first. */
+function capsFor(role: Role, m: Model): Cap[] {
+  const procs = processCount(role, m.connections, m.nofile).total;
+  const c: CapContext = {
+    m,
+    role,
+    sides: sides(role),
+    procNote: `${count(m.connections)} connections take ${count(procs)} processes of ${count(m.perProcess)} sockets (open files ${count(m.nofile)})`,
+  };
+  return CAPS.map((cap) => cap(c))
+    .filter((cap): cap is Cap => cap !== null)
+    .sort((a, b) => a.max - b.max);
 }
 
 function roleCapacity(role: Role, m: Model): RoleCapacity {
@@ -375,10 +209,5 @@ export function startupWarnings(input: PlanInput, limits: Limits = readLimits(),
   const mine = cap[input.role];
   return mine.caps
     .filter((c) => c.max < input.connections)
-    .map((c) => `limit: ${c.label} caps ${input.role} at ${fmtCount(c.max)} of ${fmtCount(input.connections)} connections; ${c.hint}`);
-}
-
-/** True for loopback-only plans, where tcp_tw_reuse=2 (the kernel default) already reuses TIME_WAIT ports. */
-export function allLoopback(targets: Target[]): boolean {
-  return targets.every((t) => isLoopback(t.host));
+    .map((c) => `limit: ${c.label} caps ${input.role} at ${count(c.max)} of ${count(input.connections)} connections; ${c.hint}`);
 }

@@ -1,18 +1,16 @@
 // One finding per limit: its status for the requested plan, the figure and where it came from, why it
-// matters, and (when it binds or nearly does) the fix from fixes.ts. The arithmetic lives in capacity.ts.
+// matters, and (when it binds or nearly does) the fix from fixes.ts. The arithmetic lives in model.ts.
+import { count, bytes } from "../format.ts";
 import {
   WARN_SHARE,
   allLoopback,
   bytesPerConnection,
-  fmtBytes,
-  fmtCount,
   portsPerPair,
   sides,
   type Capacity,
-  type Finding,
   type Model,
   type PlanInput,
-} from "./capacity.ts";
+} from "./model.ts";
 import {
   WIDE_PORT_RANGE,
   backlogAdvice,
@@ -31,9 +29,23 @@ import {
   twReuseAdvice,
   tcpMemAdvice,
   type Advice,
+  type Sysctl,
 } from "./fixes.ts";
 import { formatTarget, suggestTargets } from "./targets.ts";
 import type { Reading } from "./limits.ts";
+
+export interface Finding {
+  id: string;
+  status: "ok" | "warn" | "fail";
+  title: string;
+  value: string;
+  source: string;
+  detail: string;
+  fix?: string[];
+  avoid?: string[];
+  /** The runtime settings behind `fix`, for `--apply`. */
+  sysctls?: Sysctl[];
+}
 
 type Status = Finding["status"];
 
@@ -68,7 +80,7 @@ function nofile(input: PlanInput, m: Model, cap: Capacity): Finding {
   const l = m.limits;
   const n = l.nofile;
   const p = cap.processes;
-  const procs = input.role === "both" ? `${fmtCount(p.server)} server + ${fmtCount(p.client)} load processes` : `${fmtCount(p.total)} process${p.total === 1 ? "" : "es"}`;
+  const procs = input.role === "both" ? `${count(p.server)} server + ${count(p.client)} load processes` : `${count(p.total)} process${p.total === 1 ? "" : "es"}`;
   const canRaiseHard = l.capSysResource.value === true;
   const raise = canRaiseHard ? "; hard can be raised to fs.nr_open (CAP_SYS_RESOURCE)" : "; hard is fixed here (no CAP_SYS_RESOURCE)";
   // Too many processes matter only through what they cost; the caps that price them decide the status.
@@ -80,9 +92,9 @@ function nofile(input: PlanInput, m: Model, cap: Capacity): Finding {
       id: "nofile",
       status,
       title: "open files per process",
-      value: n.missing !== undefined ? `unknown (${n.missing})` : `soft ${fmtCount(n.soft)}, hard ${fmtCount(n.hard)}${raise}`,
+      value: n.missing !== undefined ? `unknown (${n.missing})` : `soft ${count(n.soft)}, hard ${count(n.hard)}${raise}`,
       source: l.nofile.source,
-      detail: `Bun raises its soft limit to the hard one at start, so each worker holds ${fmtCount(m.perProcess)} sockets (${fmtCount(m.nofile)} minus 100 for its own files); ${fmtCount(input.connections)} connections take ${procs}. The process model spreads them by itself; the limit costs memory and threads per process, not connections.`,
+      detail: `Bun raises its soft limit to the hard one at start, so each worker holds ${count(m.perProcess)} sockets (${count(m.nofile)} minus 100 for its own files); ${count(input.connections)} connections take ${procs}. The process model spreads them by itself; the limit costs memory and threads per process, not connections.`,
     },
     nofileAdvice({ target, nrOpen: l.nrOpen.value, canRaiseHard }),
   );
@@ -94,7 +106,7 @@ function nrOpen(m: Model): Finding {
     id: "nr_open",
     status: "ok",
     title: "fs.nr_open",
-    value: r.value === null ? absent(r) : fmtCount(r.value),
+    value: r.value === null ? absent(r) : count(r.value),
     source: r.source,
     detail: "The ceiling for any process's hard open-files limit; raise it before asking for a larger nofile.",
   });
@@ -112,9 +124,9 @@ function fileMax(input: PlanInput, m: Model): Finding {
       id: "file-max",
       status: share(need, free),
       title: "open files, system-wide",
-      value: `${nr ? `${fmtCount(nr.allocated)} open of ` : ""}${fmtCount(max)}`,
+      value: `${nr ? `${count(nr.allocated)} open of ` : ""}${count(max)}`,
       source: nr ? `${l.fileNr.source}, ${l.fileMax.source}` : l.fileMax.source,
-      detail: `Every socket is an open file: the plan needs ${fmtCount(need)} (${input.role === "both" ? "both ends on this box" : "one per connection"}), ${fmtCount(free)} are free.`,
+      detail: `Every socket is an open file: the plan needs ${count(need)} (${input.role === "both" ? "both ends on this box" : "one per connection"}), ${count(free)} are free.`,
     },
     fileMaxAdvice(need + (nr?.allocated ?? 0), max),
   );
@@ -125,8 +137,8 @@ function ports(input: PlanInput, m: Model): Finding {
   const r = l.portRange.value;
   const per = portsPerPair(l);
   const range = r ? `${r.low}-${r.high}` : "32768-60999 (assumed kernel default)";
-  const reserved = (l.reservedPorts.value ?? []).length > 0 ? `, ${fmtCount((r ? r.high - r.low + 1 : 28232) - per)} reserved` : "";
-  const value = `${range}: ${fmtCount(per)} per destination${reserved}`;
+  const reserved = (l.reservedPorts.value ?? []).length > 0 ? `, ${count((r ? r.high - r.low + 1 : 28232) - per)} reserved` : "";
+  const value = `${range}: ${count(per)} per destination${reserved}`;
   if (input.role === "server") {
     return finding({ id: "ports", status: "ok", title: "ephemeral ports", value, source: l.portRange.source, detail: "Not used by a server: accepted connections share the listening port." });
   }
@@ -137,7 +149,7 @@ function ports(input: PlanInput, m: Model): Finding {
   // Suggest enough pairs to leave a fifth of the ports spare (TIME_WAIT after reconnects holds some).
   const roomy = (perPair: number) => (perPair > 0 ? Math.ceil(input.connections / (perPair * WARN_SHARE)) : Infinity);
   const tw = l.sockstat.value?.timeWait ?? 0;
-  const targets = m.targetsAssumed ? `1 destination assumed (${formatTarget(m.targets[0]!)}; give --targets)` : `${fmtCount(pairs)} destination pair${pairs === 1 ? "" : "s"}`;
+  const targets = m.targetsAssumed ? `1 destination assumed (${formatTarget(m.targets[0]!)}; give --targets)` : `${count(pairs)} destination pair${pairs === 1 ? "" : "s"}`;
   return finding(
     {
       id: "ports",
@@ -146,9 +158,9 @@ function ports(input: PlanInput, m: Model): Finding {
       value: `${value}, ${targets}`,
       source: l.portRange.source,
       detail:
-        `connect() without bind takes a local port from this range and reuses it across different destination (address, port) pairs, so one source address reaches ${fmtCount(per)} x pairs = ${fmtCount(per * pairs)}. ` +
-        `${fmtCount(input.connections)} connections need ${Number.isFinite(need) ? fmtCount(need) : "unlimited"} pairs (${fmtCount(wideNeed)} with the range widened to ${WIDE_PORT_RANGE.low}-${WIDE_PORT_RANGE.high}).` +
-        (tw > 0 ? ` ${fmtCount(tw)} sockets in TIME_WAIT hold their ports for 60 s.` : "") +
+        `connect() without bind takes a local port from this range and reuses it across different destination (address, port) pairs, so one source address reaches ${count(per)} x pairs = ${count(per * pairs)}. ` +
+        `${count(input.connections)} connections need ${count(need)} pairs (${count(wideNeed)} with the range widened to ${WIDE_PORT_RANGE.low}-${WIDE_PORT_RANGE.high}).` +
+        (tw > 0 ? ` ${count(tw)} sockets in TIME_WAIT hold their ports for 60 s.` : "") +
         ` connect() searches the range for a free port, so dialling slows as a pair fills (measured here: 50,000 connections ramped at 2,500/s with pairs 60% full, 15,500/s at 20%); extra loopback addresses cost nothing.`,
     },
     portsAdvice({
@@ -270,7 +282,7 @@ function migrateReq(input: PlanInput, m: Model, cap: Capacity): Finding | null {
       value: r.value === null ? `${absent(r)} (kernels before 5.14)` : String(r.value),
       source: r.source,
       detail:
-        `${fmtCount(workers)} server process${workers === 1 ? "" : "es"} share the port. A worker at its cap stops listening, and without migration ` +
+        `${count(workers)} server process${workers === 1 ? "" : "es"} share the port. A worker at its cap stops listening, and without migration ` +
         "the connections already queued on its listener are reset (clients see ECONNRESET).",
     },
     status === "warn" ? migrateReqAdvice() : undefined,
@@ -294,7 +306,7 @@ function netdevBacklog(input: PlanInput, m: Model): Finding {
       id: "netdev_backlog",
       status,
       title: "net.core.netdev_max_backlog",
-      value: `${v === null ? absent(l.netdevMaxBacklog) : fmtCount(v)} packets; ${drops === null ? "drops unknown" : `${fmtCount(drops)} dropped since boot`}`,
+      value: `${v === null ? absent(l.netdevMaxBacklog) : count(v)} packets; ${drops === null ? "drops unknown" : `${count(drops)} dropped since boot`}`,
       source: `${l.netdevMaxBacklog.source}, ${l.softnetDrops.source}`,
       detail:
         input.role === "both"
@@ -308,11 +320,10 @@ function netdevBacklog(input: PlanInput, m: Model): Finding {
 function conntrack(input: PlanInput, m: Model): Finding {
   const l = m.limits;
   const max = l.conntrackMax.value;
-  const count = l.conntrackCount.value;
   if (max === null) {
     return finding({ id: "conntrack", status: "ok", title: "connection tracking", value: "module not loaded: no table to fill", source: l.conntrackMax.source, detail: "nf_conntrack is not loaded, so no table caps connections." });
   }
-  const used = count ?? 0;
+  const used = l.conntrackCount.value ?? 0;
   const free = max - used;
   const port = m.targets[0]?.port ?? null;
   // Count 0 with the module loaded means no rule asks for tracking (measured: loopback connections are
@@ -325,10 +336,10 @@ function conntrack(input: PlanInput, m: Model): Finding {
       id: "conntrack",
       status,
       title: "connection tracking",
-      value: `${fmtCount(used)} of ${fmtCount(max)} entries`,
+      value: `${count(used)} of ${count(max)} entries`,
       source: `${l.conntrackMax.source}, ${l.conntrackCount.source}`,
       detail:
-        `One entry per tracked connection; a full table drops new connections ("nf_conntrack: table full"). The plan needs ${fmtCount(input.connections)}, ${fmtCount(free)} are free.` +
+        `One entry per tracked connection; a full table drops new connections ("nf_conntrack: table full"). The plan needs ${count(input.connections)}, ${count(free)} are free.` +
         (used === 0 ? " The count is 0, so nothing seems to be tracked now (entries appear only when a firewall rule uses connection state)." : ""),
     },
     conntrackAdvice({ need: used + input.connections, current: max, port }),
@@ -352,10 +363,10 @@ function tcpMem(input: PlanInput, m: Model): Finding {
       id: "tcp_mem",
       status,
       title: "TCP buffer memory",
-      value: `${fmtCount(used)} pages in use (${fmtBytes(used * page)}); pressure ${fmtCount(t.pressure)}, max ${fmtCount(t.high)} pages (${fmtBytes(t.high * page)})`,
+      value: `${count(used)} pages in use (${bytes(used * page)}); pressure ${count(t.pressure)}, max ${count(t.high)} pages (${bytes(t.high * page)})`,
       source: `${l.tcpMem.source}, ${l.sockstat.source}`,
       detail:
-        `Idle connections hold no buffers. With a message queued on every one of ${fmtCount(sockets)} sockets at once, each is charged at least a page: ${fmtCount(burst)} pages against max ${fmtCount(t.high)}. ` +
+        `Idle connections hold no buffers. With a message queued on every one of ${count(sockets)} sockets at once, each is charged at least a page: ${count(burst)} pages against max ${count(t.high)}. ` +
         "Above pressure the kernel trims buffers; at max it drops data ('TCP: out of memory -- consider tuning tcp_mem').",
     },
     tcpMemAdvice({ needPages: burst, current: t, memTotalPages }),
@@ -369,22 +380,22 @@ function memory(input: PlanInput, m: Model, cap: Capacity): Finding {
   const procs = cap.processes.total;
   const need = input.connections * per + (Number.isFinite(procs) ? procs : 0) * c.processBytes;
   const cg = l.memoryMax.value;
-  const cgText = cg === null ? "no memory cgroup" : Number.isFinite(cg.limit) ? `cgroup limit ${fmtBytes(cg.limit)}, ${fmtBytes(cg.current ?? 0)} used` : "cgroup: no limit";
+  const cgText = cg === null ? "no memory cgroup" : Number.isFinite(cg.limit) ? `cgroup limit ${bytes(cg.limit)}, ${bytes(cg.current ?? 0)} used` : "cgroup: no limit";
   if (m.memory === null) {
     return finding({ id: "memory", status: "warn", title: "memory", value: `unknown (${l.memAvailable.missing ?? "absent"})`, source: l.memAvailable.source, detail: "Could not read /proc/meminfo." });
   }
   const parts =
     input.role === "both"
-      ? `(${fmtBytes(c.serverBytes)} server + ${fmtBytes(c.clientBytes)} client + 2 x ${fmtBytes(c.kernelBytes)} kernel)`
-      : `(${fmtBytes(input.role === "server" ? c.serverBytes : c.clientBytes)} user + ${fmtBytes(c.kernelBytes)} kernel)`;
+      ? `(${bytes(c.serverBytes)} server + ${bytes(c.clientBytes)} client + 2 x ${bytes(c.kernelBytes)} kernel)`
+      : `(${bytes(input.role === "server" ? c.serverBytes : c.clientBytes)} user + ${bytes(c.kernelBytes)} kernel)`;
   return finding(
     {
       id: "memory",
       status: share(need, m.memory.bytes),
       title: "memory",
-      value: `${fmtBytes(m.memory.bytes)} available; ${cgText}`,
+      value: `${bytes(m.memory.bytes)} available; ${cgText}`,
       source: `${l.memAvailable.source}, ${l.memoryMax.source}`,
-      detail: `${fmtCount(input.connections)} x ${fmtBytes(per)} ${parts} + ${fmtCount(procs)} processes x ${fmtBytes(c.processBytes)} = ${fmtBytes(need)}.`,
+      detail: `${count(input.connections)} x ${bytes(per)} ${parts} + ${count(procs)} processes x ${bytes(c.processBytes)} = ${bytes(need)}.`,
     },
     memoryAdvice({ cgroup: cg !== null && Number.isFinite(cg.limit), processes: procs }),
   );
@@ -395,7 +406,7 @@ function pids(m: Model, cap: Capacity): Finding {
   const need = cap.processes.total * m.costs.threadsPerProcess;
   const v = r.value;
   if (v === null || !Number.isFinite(v.limit)) {
-    return finding({ id: "pids", status: "ok", title: "tasks (cgroup pids.max)", value: v === null ? `no limit (${r.missing ?? "no pids cgroup"})` : "no limit", source: r.source, detail: `The plan runs ${fmtCount(cap.processes.total)} processes, about ${fmtCount(need)} threads.` });
+    return finding({ id: "pids", status: "ok", title: "tasks (cgroup pids.max)", value: v === null ? `no limit (${r.missing ?? "no pids cgroup"})` : "no limit", source: r.source, detail: `The plan runs ${count(cap.processes.total)} processes, about ${count(need)} threads.` });
   }
   const free = v.limit - (v.current ?? 0);
   return finding(
@@ -403,9 +414,9 @@ function pids(m: Model, cap: Capacity): Finding {
       id: "pids",
       status: share(need, free),
       title: "tasks (cgroup pids.max)",
-      value: `${fmtCount(v.current ?? 0)} of ${fmtCount(v.limit)}`,
+      value: `${count(v.current ?? 0)} of ${count(v.limit)}`,
       source: r.source,
-      detail: `pids.max counts threads. ${fmtCount(cap.processes.total)} processes x ~${m.costs.threadsPerProcess} threads = ${fmtCount(need)}; ${fmtCount(free)} free.`,
+      detail: `pids.max counts threads. ${count(cap.processes.total)} processes x ~${m.costs.threadsPerProcess} threads = ${count(need)}; ${count(free)} free.`,
     },
     pidsAdvice({ cgroupDir: r.source.replace(/\/[^/]*$/, "") }),
   );
@@ -417,7 +428,7 @@ function nproc(m: Model, cap: Capacity): Finding {
   const privileged = l.uid.value === 0 || l.capSysResource.value === true;
   const need = cap.processes.total * m.costs.threadsPerProcess;
   if (r.value === null || privileged || !Number.isFinite(r.value.soft)) {
-    const why = r.value === null ? absent(r) : privileged ? `${fmtCount(r.value.soft)}, not enforced for root` : "unlimited";
+    const why = r.value === null ? absent(r) : privileged ? `${count(r.value.soft)}, not enforced for root` : "unlimited";
     return finding({ id: "nproc", status: "ok", title: "tasks per user (RLIMIT_NPROC)", value: why, source: r.source, detail: "Counts every thread of the user." });
   }
   return finding(
@@ -425,9 +436,9 @@ function nproc(m: Model, cap: Capacity): Finding {
       id: "nproc",
       status: share(need, r.value.soft),
       title: "tasks per user (RLIMIT_NPROC)",
-      value: `soft ${fmtCount(r.value.soft)}, hard ${fmtCount(r.value.hard)}`,
+      value: `soft ${count(r.value.soft)}, hard ${count(r.value.hard)}`,
       source: r.source,
-      detail: `Counts every thread of this user, including ones already running; the plan adds ~${fmtCount(need)}.`,
+      detail: `Counts every thread of this user, including ones already running; the plan adds ~${count(need)}.`,
     },
     nprocAdvice(Math.max(need * 2, 4096)),
   );
@@ -443,7 +454,7 @@ function cores(m: Model, cap: Capacity): Finding {
     title: "cores",
     value: `${l.cores.value ?? "unknown"}${quota}`,
     source: l.cpuQuota.value !== null && Number.isFinite(q ?? Infinity) ? `${l.cores.source}, ${l.cpuQuota.source}` : l.cores.source,
-    detail: `${fmtCount(cap.processes.total)} processes share them with the kernel's TCP work; cores bound message rates and ramp speed, not how many connections stay open.`,
+    detail: `${count(cap.processes.total)} processes share them with the kernel's TCP work; cores bound message rates and ramp speed, not how many connections stay open.`,
   };
 }
 

@@ -1,6 +1,7 @@
-// A /proc sampler: CPU (in cores) and resident memory of a set of processes or a process tree, the whole
-// machine's busy cores, and the load average. An outside view that needs nothing from the processes
-// themselves, so it measures a server the same way whether it is ours or not.
+// Other processes, read from /proc: CPU (in cores) and resident memory of a set of processes or a process
+// tree, the whole machine's busy cores, and the load average. An outside view that needs nothing from the
+// processes themselves, so it measures a server the same way whether it is ours or not. This process's
+// own figures come from self.ts.
 import { readdirSync, readFileSync } from "node:fs";
 
 /**
@@ -62,11 +63,20 @@ export function readLoadavg(root = "/proc"): LoadAverage | null {
   return t === null ? null : parseLoadavg(t);
 }
 
+/** The figures of /proc/<pid>/stat we use; CPU times in clock ticks. */
+interface StatTicks {
+  pid: number;
+  ppid: number;
+  utime: number;
+  stime: number;
+  threads: number;
+}
+
 /**
  * Parses /proc/<pid>/stat. The command name (field 2) sits in parentheses and may itself hold spaces and
  * parentheses, so the fields are counted from the last ')'.
  */
-export function parseStat(text: string): ProcTimes | null {
+function statTicks(text: string): StatTicks | null {
   const close = text.lastIndexOf(")");
   if (close < 0) return null;
   const pid = Number(text.slice(0, text.indexOf(" ")));
@@ -75,13 +85,32 @@ export function parseStat(text: string): ProcTimes | null {
   const utime = Number(f[14 - 3]);
   const stime = Number(f[15 - 3]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) return null;
-  return { pid, ppid: Number(f[4 - 3]), cpuSeconds: (utime + stime) / CLOCK_TICKS, threads: Number(f[20 - 3]) };
+  return { pid, ppid: Number(f[4 - 3]), utime, stime, threads: Number(f[20 - 3]) };
+}
+
+/** pid, ppid, CPU seconds (user + system) and threads from /proc/<pid>/stat. */
+export function parseStat(text: string): ProcTimes | null {
+  const t = statTicks(text);
+  return t && { pid: t.pid, ppid: t.ppid, cpuSeconds: (t.utime + t.stime) / CLOCK_TICKS, threads: t.threads };
+}
+
+/** User and system CPU seconds of a process, apart (null when it is gone). */
+export function readCpuSplit(pid: number, procRoot = "/proc"): { userSeconds: number; systemSeconds: number } | null {
+  const st = read(`${procRoot}/${pid}/stat`);
+  const t = st === null ? null : statTicks(st);
+  return t && { userSeconds: t.utime / CLOCK_TICKS, systemSeconds: t.stime / CLOCK_TICKS };
 }
 
 /** VmRSS from /proc/<pid>/status, in bytes (0 for a zombie, which has no memory left). */
 export function parseRss(status: string): number {
   const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
   return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Resident memory of a process in bytes (null when it is gone). */
+export function readRss(pid: number, procRoot = "/proc"): number | null {
+  const status = read(`${procRoot}/${pid}/status`);
+  return status === null ? null : parseRss(status);
 }
 
 /** Busy and total jiffies of the machine from the first line of /proc/stat. */
@@ -125,10 +154,10 @@ export function descendants(root: number, procRoot = "/proc"): number[] {
 }
 
 /**
- * Samples a set of processes chosen afresh each time (so restarted workers are followed). The first call
+ * Samples other processes from /proc: a set chosen afresh each time (so restarted workers are followed). The first call
  * primes the CPU counters and reports 0 cores; a process first seen later counts from its first sample.
  */
-export class ProcSampler {
+export class ProcessTreeSampler {
   private lastCpu = new Map<number, number>();
   private lastAt = 0;
   private lastMachine: { busy: number; total: number } | null = null;
@@ -153,7 +182,7 @@ export class ProcSampler {
       if (!times) continue;
       const before = this.lastCpu.get(pid);
       seen.set(pid, times.cpuSeconds);
-      const rssBytes = parseRss(read(`${this.procRoot}/${pid}/status`) ?? "");
+      const rssBytes = readRss(pid, this.procRoot) ?? 0;
       const cpuCores = dt > 0 && before !== undefined ? Math.max(0, (times.cpuSeconds - before) / dt) : 0;
       processes.push({ pid, cpuCores, cpuSeconds: times.cpuSeconds, rssBytes, threads: times.threads });
     }
