@@ -6,13 +6,12 @@ import { join, resolve } from "node:path";
 import { renderHtml } from "../report/sweep-html.ts";
 import { renderMarkdown, renderRoundsTable } from "../report/sweep-md.ts";
 import { SweepProgress, roundEndLine } from "../report/sweep-progress.ts";
-import { CRITERIA_DEFAULTS, type Criteria } from "../sweep/criteria.ts";
+import { CRITERIA_DEFAULTS } from "../sweep/criteria.ts";
 import {
-  FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile,
-  type FindMaxWhat, type PresetName, type Round,
+  FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile, type PresetName,
 } from "../sweep/rounds.ts";
 import { machineCapacity, runSweep, type RemoteTarget, type SweepOptions } from "../sweep/run.ts";
-import type { SweepReport } from "../sweep/schema.ts";
+import type { Criteria, FindMaxWhat, Round, SweepReport } from "../sweep/schema.ts";
 import { portsPerPair } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
 import { parseTargets, parseWsUrl } from "../system/targets.ts";

@@ -2,23 +2,7 @@
 // behind its schedule that the offered load was never applied. Checked live (to stop a round early) and
 // once more on the round's merged figures (the verdict in the report).
 import type { LoadReport } from "../load/report.ts";
-import type { SweepSample } from "./schema.ts";
-
-export interface Criteria {
-  /** Failed dials, connections missing after the ramp and dropped ones, in percent of the target. */
-  maxErrorPct: number;
-  /** Echo round trip p99, ms. */
-  maxP99Ms: number;
-  /**
-   * Send lateness p99, ms: how late sends left against the plan (the generator falling behind).
-   * "interval": the round's own interval, i.e. a send leaving when the connection's next one is due.
-   */
-  maxLatenessMs: number | "interval";
-  /** Achieved send rate, in percent of the offered one. */
-  minAchievedPct: number;
-  /** A latency criterion trips live only after this many consecutive seconds over its limit. */
-  tripAfterS: number;
-}
+import type { Criteria, SweepSample } from "./schema.ts";
 
 export const CRITERIA_DEFAULTS: Readonly<Criteria> = Object.freeze({
   maxErrorPct: 1,

@@ -4,16 +4,7 @@ import { readFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
 import { parse as parseYaml } from "yaml";
 import { UsageError, bytes, integer } from "../flags.ts";
-
-export interface Round {
-  connections: number;
-  /** Payload bytes per message. */
-  size: number;
-  /** Each connection sends every intervalMs. */
-  intervalMs: number;
-  /** Seconds of traffic; the sweep's --duration when absent. */
-  durationS?: number;
-}
+import type { FindMaxWhat, Round } from "./schema.ts";
 
 export const ROUND_LIMITS = {
   connections: [1, 10_000_000],
@@ -188,7 +179,6 @@ export function classicPreset(opts: { cores: number; local: boolean; capacity: (
 
 // --find-max.
 
-export type FindMaxWhat = "connections" | "rate";
 export const FIND_MAX_WHATS: readonly FindMaxWhat[] = ["connections", "rate"];
 
 /** The round `step` times heavier than `r`: more connections, or (rate) a shorter interval. */

@@ -14,10 +14,10 @@ import type { Limits } from "../system/limits.ts";
 import { ProcSampler, type TreeSample } from "../system/proc.ts";
 import { formatTarget, loopbackTargets, type Target } from "../system/targets.ts";
 import { sleep } from "../sleep.ts";
-import { Tripwire, errorPct, judge, type Criteria } from "./criteria.ts";
+import { Tripwire, errorPct, judge } from "./criteria.ts";
 import { computeFindings } from "./findings.ts";
-import { between, heavier, offered, roundLabel, type FindMaxWhat, type Round } from "./rounds.ts";
-import type { FindMaxResult, MachineInfo, RoundResult, ServerSample, SweepReport, SweepSample } from "./schema.ts";
+import { between, heavier, offered, roundLabel } from "./rounds.ts";
+import type { Criteria, FindMaxResult, FindMaxWhat, MachineInfo, Round, RoundResult, ServerSample, SweepReport, SweepSample } from "./schema.ts";
 import pkg from "../../package.json" with { type: "json" };
 
 /** Lets a fresh server's workers finish starting before its idle RSS is taken as the round's baseline. */
