@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LoadReport } from "../src/load/report.ts";
 import { Tripwire, judge, CRITERIA_DEFAULTS } from "../src/sweep/criteria.ts";
-import { leastSquares } from "../src/sweep/findings.ts";
+import { leastSquares } from "../src/sweep/conclusions.ts";
 import { CLASSIC_ROUNDS, between, classicPreset, heavier, matrixParsers, matrixRounds, roundsFromFile } from "../src/sweep/rounds.ts";
 import type { SweepReport, SweepSample } from "../src/sweep/schema.ts";
 import { ProcSampler, descendants, parseCpuLine, parseLoadavg, parseStat } from "../src/system/proc.ts";

@@ -15,7 +15,7 @@ import { ProcSampler, type TreeSample } from "../system/proc.ts";
 import { formatTarget, loopbackTargets, type Target } from "../system/targets.ts";
 import { sleep } from "../sleep.ts";
 import { Tripwire, errorPct, judge } from "./criteria.ts";
-import { computeFindings } from "./findings.ts";
+import { drawConclusions } from "./conclusions.ts";
 import { between, heavier, offered, roundLabel } from "./rounds.ts";
 import type { Criteria, FindMaxResult, FindMaxWhat, MachineInfo, Round, RoundResult, ServerSample, SweepReport, SweepSample } from "./schema.ts";
 import pkg from "../../package.json" with { type: "json" };
@@ -458,7 +458,7 @@ export async function runSweep(o: SweepOptions, hooks: SweepHooks = {}): Promise
   };
   rtt.destroy();
   late.destroy();
-  report.findings = computeFindings(report);
+  report.findings = drawConclusions(report);
   return report;
 }
 
