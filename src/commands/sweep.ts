@@ -10,7 +10,8 @@ import { CRITERIA_DEFAULTS } from "../sweep/criteria.ts";
 import {
   FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile, type PresetName,
 } from "../sweep/rounds.ts";
-import { machineCapacity, runSweep, type RemoteTarget, type SweepOptions } from "../sweep/run.ts";
+import type { RemoteTarget } from "../sweep/round.ts";
+import { machineCapacity, runSweep, type SweepOptions } from "../sweep/sweep.ts";
 import type { Criteria, FindMaxWhat, Round, SweepReport } from "../sweep/schema.ts";
 import { portsPerPair } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";

@@ -60,6 +60,22 @@ export interface ServerSample {
   workers: WorkerSample[];
 }
 
+/** The load generator's side of one second. */
+export interface ClientSample {
+  open: number;
+  target: number;
+  failed: number;
+  dropped: number;
+  msgsOutPerSec: number;
+  msgsInPerSec: number;
+  rttP50Ms: number;
+  rttP99Ms: number;
+  latenessP99Ms: number;
+  cpuCores: number;
+  rssBytes: number;
+  lagMs: number;
+}
+
 /** One second of a sweep: the generator, the server and the machine side by side. */
 export interface SweepSample {
   /** Seconds since the sweep started. */
@@ -68,20 +84,7 @@ export interface SweepSample {
   roundT: number;
   round: number;
   phase: SweepPhase;
-  client: {
-    open: number;
-    target: number;
-    failed: number;
-    dropped: number;
-    msgsOutPerSec: number;
-    msgsInPerSec: number;
-    rttP50Ms: number;
-    rttP99Ms: number;
-    latenessP99Ms: number;
-    cpuCores: number;
-    rssBytes: number;
-    lagMs: number;
-  } | null;
+  client: ClientSample | null;
   /** null when the server has no /stats (a remote server that is not wsmillion) or did not answer. */
   server: ServerSample | null;
   machine: { busyCores: number; load1: number; load5: number };
