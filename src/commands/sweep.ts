@@ -17,6 +17,7 @@ import { portsPerPair } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
 import { parseTargets, parseWsUrl } from "../system/targets.ts";
 import { UsageError, choice, decimal, integer, workers } from "../flags.ts";
+import { count } from "../format.ts";
 
 export const SWEEP_DEFAULTS = {
   connections: [1000],
@@ -60,8 +61,6 @@ interface SweepFlags {
   serverWorkers: number | "auto";
   quiet?: boolean;
 }
-
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 function lateness(raw: string): number | "interval" {
   return raw === "interval" ? "interval" : decimal("--max-lateness", 0.001)(raw);
@@ -123,12 +122,12 @@ export function sweepOptions(f: SweepFlags, limits = readLimits(), argv: readonl
   if (local) {
     const biggest = Math.max(...rounds.map((r) => r.connections));
     const cap = machineCapacity(limits, true, biggest);
-    if (biggest > cap) notes.push(`warning: a round asks for ${fmt(biggest)} connections; with server and load on this machine its limits hold about ${fmt(cap)} (see \`wsmillion doctor --connections ${biggest}\`)`);
+    if (biggest > cap) notes.push(`warning: a round asks for ${count(biggest)} connections; with server and load on this machine its limits hold about ${count(cap)} (see \`wsmillion doctor --connections ${biggest}\`)`);
   } else {
     const pairs = target!.targets.length;
     const biggest = Math.max(...rounds.map((r) => r.connections));
     if (biggest > pairs * portsPerPair(limits)) {
-      notes.push(`warning: ${fmt(biggest)} connections over ${pairs} destination pair${pairs > 1 ? "s" : ""} exceed the ephemeral ports (${fmt(portsPerPair(limits))} per pair); give --target a range such as 127.0.0.1-8:PORT`);
+      notes.push(`warning: ${count(biggest)} connections over ${pairs} destination pair${pairs > 1 ? "s" : ""} exceed the ephemeral ports (${count(portsPerPair(limits))} per pair); give --target a range such as 127.0.0.1-8:PORT`);
     }
   }
 
@@ -212,7 +211,7 @@ export function registerSweep(program: Command): void {
       say(`wsmillion sweep: ${what}, ${o.durationS} s of ${o.mode} traffic each, against ${o.target ? o.target.spec : "a fresh local server per round"}; report in ${out}`);
       if (o.preset) say(`preset ${o.preset.name}, scale ${o.preset.scale}: ${o.preset.rule}`);
       if (!o.findMax) {
-        for (const [i, r] of o.rounds.entries()) say(`  R${i + 1}: ${roundLabel(r)} (${fmt(offered(r))} msg/s offered)`);
+        for (const [i, r] of o.rounds.entries()) say(`  R${i + 1}: ${roundLabel(r)} (${count(offered(r))} msg/s offered)`);
       }
 
       const abort = new AbortController();

@@ -1,6 +1,7 @@
 // When a round has failed: too many connection errors, round trips too slow, or the generator so far
 // behind its schedule that the offered load was never applied. Checked live (to stop a round early) and
 // once more on the round's merged figures (the verdict in the report).
+import { count } from "../format.ts";
 import type { LoadReport } from "../load/report.ts";
 import type { Criteria, SweepSample } from "./schema.ts";
 
@@ -78,7 +79,7 @@ export function judge(c: Criteria, r: Pick<LoadReport, "connections" | "latency"
   }
   const t = r.traffic;
   if (t.offeredPerSec > 0 && t.runSeconds > 0 && t.achievedPerSec < (t.offeredPerSec * c.minAchievedPct) / 100) {
-    reasons.push(`achieved ${Math.round(t.achievedPerSec).toLocaleString("en-US")} of ${Math.round(t.offeredPerSec).toLocaleString("en-US")} msg/s offered (< ${c.minAchievedPct}%)`);
+    reasons.push(`achieved ${count(t.achievedPerSec)} of ${count(t.offeredPerSec)} msg/s offered (< ${c.minAchievedPct}%)`);
   }
   if (!stoppedEarly && conn.openAtRamp === 0) reasons.push("no connection opened");
   return reasons;
