@@ -10,7 +10,7 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { writeReport } from "../src/commands/sweep.ts";
 import { runLoad } from "../src/load/coordinator.ts";
 import { CRITERIA_DEFAULTS } from "../src/sweep/criteria.ts";
-import { runSweep } from "../src/sweep/run.ts";
+import { runSweep } from "../src/sweep/sweep.ts";
 import { readLimits } from "../src/system/limits.ts";
 import { plan } from "./load-helpers.ts";
 import { serve } from "./helpers/serve.ts";

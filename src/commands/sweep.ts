@@ -6,17 +6,18 @@ import { join, resolve } from "node:path";
 import { renderHtml } from "../report/sweep-html.ts";
 import { renderMarkdown, renderRoundsTable } from "../report/sweep-md.ts";
 import { SweepProgress, roundEndLine } from "../report/sweep-progress.ts";
-import { CRITERIA_DEFAULTS, type Criteria } from "../sweep/criteria.ts";
+import { CRITERIA_DEFAULTS } from "../sweep/criteria.ts";
 import {
-  FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile,
-  type FindMaxWhat, type PresetName, type Round,
+  FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile, type PresetName,
 } from "../sweep/rounds.ts";
-import { machineCapacity, runSweep, type RemoteTarget, type SweepOptions } from "../sweep/run.ts";
-import type { SweepReport } from "../sweep/schema.ts";
+import type { RemoteTarget } from "../sweep/round.ts";
+import { machineCapacity, runSweep, type FindMaxSettings, type SweepOptions } from "../sweep/sweep.ts";
+import type { Criteria, FindMaxWhat, SweepReport } from "../sweep/schema.ts";
 import { portsPerPair } from "../system/capacity.ts";
-import { readLimits } from "../system/limits.ts";
+import { readLimits, type Limits } from "../system/limits.ts";
 import { parseTargets, parseWsUrl } from "../system/targets.ts";
 import { UsageError, choice, decimal, integer, workers } from "../flags.ts";
+import { count } from "../format.ts";
 
 export const SWEEP_DEFAULTS = {
   connections: [1000],
@@ -33,7 +34,7 @@ export const SWEEP_DEFAULTS = {
   path: "/ws",
 };
 
-interface SweepFlags {
+export interface SweepFlags {
   preset?: PresetName;
   scale?: number;
   rounds?: string;
@@ -61,8 +62,6 @@ interface SweepFlags {
   quiet?: boolean;
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
-
 function lateness(raw: string): number | "interval" {
   return raw === "interval" ? "interval" : decimal("--max-lateness", 0.001)(raw);
 }
@@ -77,61 +76,19 @@ function remoteTarget(spec: string, pathFlag: string | undefined): RemoteTarget 
 
 /** Flags -> SweepOptions; every conflict is a one-line UsageError. */
 export function sweepOptions(f: SweepFlags, limits = readLimits(), argv: readonly string[] = process.argv.slice(2)): { options: SweepOptions; notes: string[] } {
+  refuseConflicts(f);
   const notes: string[] = [];
-  const matrixGiven = f.connections !== undefined || f.size !== undefined || f.interval !== undefined;
-  if (f.preset && f.rounds) throw new UsageError("give either --preset or --rounds, not both");
-  if ((f.preset || f.rounds) && matrixGiven) throw new UsageError(`--connections/--size/--interval build rounds themselves; drop them, or drop --${f.preset ? "preset" : "rounds"}`);
-  if (f.scale !== undefined && f.preset === undefined && (matrixGiven || f.rounds)) throw new UsageError("--scale applies to a --preset only");
-  if (f.path !== undefined && !f.target) throw new UsageError("--path goes with --target (a local server always serves /ws)");
   const target = f.target ? remoteTarget(f.target, f.path) : null;
-  const local = target === null;
-
-  let rounds: Round[];
-  let source: SweepOptions["source"];
-  let preset: SweepOptions["preset"] = null;
-  if (f.rounds) {
-    rounds = roundsFromFile(f.rounds);
-    source = "file";
-  } else if (matrixGiven) {
-    rounds = matrixRounds(f.connections ?? SWEEP_DEFAULTS.connections, f.size ?? SWEEP_DEFAULTS.size, f.interval ?? SWEEP_DEFAULTS.interval);
-    source = "matrix";
-  } else if (f.preset === "classic" || f.findMax === undefined) {
-    const p = classicPreset({
-      cores: limits.cores.value ?? 1,
-      local,
-      scale: f.scale,
-      // Leave a fifth of what the limits allow unused: a sweep measures a machine, it should not exhaust it.
-      capacity: (n) => machineCapacity(limits, local, n) * 0.8,
-    });
-    rounds = p.rounds;
-    source = "preset";
-    preset = { name: p.name, scale: p.scale, rule: p.rule };
-  } else {
-    rounds = matrixRounds(SWEEP_DEFAULTS.connections, SWEEP_DEFAULTS.size, SWEEP_DEFAULTS.interval);
-    source = "matrix";
+  const chosen = chosenRounds(f, limits, target === null);
+  const findMax: FindMaxSettings | null = f.findMax === undefined
+    ? null
+    : { what: f.findMax === true ? "connections" : f.findMax, step: f.step, maxRounds: f.maxRounds, refine: f.refine };
+  if (findMax && chosen.rounds.length > 1) {
+    notes.push(`--find-max starts from the first round (${roundLabel(chosen.rounds[0]!)}) and steps up ×${f.step}; the other ${chosen.rounds.length - 1} are not run`);
   }
-
-  let findMax: SweepOptions["findMax"] = null;
-  if (f.findMax !== undefined) {
-    const what: FindMaxWhat = f.findMax === true ? "connections" : f.findMax;
-    if (rounds.length > 1) notes.push(`--find-max starts from the first round (${roundLabel(rounds[0]!)}) and steps up ×${f.step}; the other ${rounds.length - 1} are not run`);
-    rounds = rounds.slice(0, 1);
-    findMax = { what, step: f.step, maxRounds: f.maxRounds, refine: f.refine };
-    source = "find-max";
-  }
-
-  if (local) {
-    const biggest = Math.max(...rounds.map((r) => r.connections));
-    const cap = machineCapacity(limits, true, biggest);
-    if (biggest > cap) notes.push(`warning: a round asks for ${fmt(biggest)} connections; with server and load on this machine its limits hold about ${fmt(cap)} (see \`wsmillion doctor --connections ${biggest}\`)`);
-  } else {
-    const pairs = target!.targets.length;
-    const biggest = Math.max(...rounds.map((r) => r.connections));
-    if (biggest > pairs * portsPerPair(limits)) {
-      notes.push(`warning: ${fmt(biggest)} connections over ${pairs} destination pair${pairs > 1 ? "s" : ""} exceed the ephemeral ports (${fmt(portsPerPair(limits))} per pair); give --target a range such as 127.0.0.1-8:PORT`);
-    }
-  }
-
+  const rounds = findMax ? chosen.rounds.slice(0, 1) : chosen.rounds;
+  const warning = capacityWarning(Math.max(...rounds.map((r) => r.connections)), target, limits);
+  if (warning) notes.push(warning);
   const criteria: Criteria = {
     maxErrorPct: f.maxErrors,
     maxP99Ms: f.maxP99,
@@ -143,8 +100,8 @@ export function sweepOptions(f: SweepFlags, limits = readLimits(), argv: readonl
     notes,
     options: {
       rounds,
-      source,
-      preset,
+      source: findMax ? "find-max" : chosen.source,
+      preset: chosen.preset,
       durationS: f.duration,
       cooldownS: f.cooldown,
       criteria,
@@ -158,6 +115,44 @@ export function sweepOptions(f: SweepFlags, limits = readLimits(), argv: readonl
       limits,
     },
   };
+}
+
+const matrixGiven = (f: SweepFlags): boolean => f.connections !== undefined || f.size !== undefined || f.interval !== undefined;
+
+function refuseConflicts(f: SweepFlags): void {
+  if (f.preset && f.rounds) throw new UsageError("give either --preset or --rounds, not both");
+  if ((f.preset || f.rounds) && matrixGiven(f)) throw new UsageError(`--connections/--size/--interval build rounds themselves; drop them, or drop --${f.preset ? "preset" : "rounds"}`);
+  if (f.scale !== undefined && f.preset === undefined && (matrixGiven(f) || f.rounds)) throw new UsageError("--scale applies to a --preset only");
+  if (f.path !== undefined && !f.target) throw new UsageError("--path goes with --target (a local server always serves /ws)");
+}
+
+/** The rounds from --rounds, the flag matrix or the preset (the default, except that --find-max alone starts from the matrix defaults). */
+function chosenRounds(f: SweepFlags, limits: Limits, local: boolean): Pick<SweepOptions, "rounds" | "source" | "preset"> {
+  if (f.rounds) return { rounds: roundsFromFile(f.rounds), source: "file", preset: null };
+  if (matrixGiven(f) || (f.preset === undefined && f.findMax !== undefined)) {
+    const d = SWEEP_DEFAULTS;
+    return { rounds: matrixRounds(f.connections ?? d.connections, f.size ?? d.size, f.interval ?? d.interval), source: "matrix", preset: null };
+  }
+  const p = classicPreset({
+    cores: limits.cores.value ?? 1,
+    local,
+    scale: f.scale,
+    // Leave a fifth of what the limits allow unused: a sweep measures a machine, it should not exhaust it.
+    capacity: (n) => machineCapacity(limits, local, n) * 0.8,
+  });
+  return { rounds: p.rounds, source: "preset", preset: { name: p.name, scale: p.scale, rule: p.rule } };
+}
+
+/** A warning when the largest round needs more than this machine (local) or the destination pairs' ports hold. */
+function capacityWarning(biggest: number, target: RemoteTarget | null, limits: Limits): string | null {
+  if (!target) {
+    const cap = machineCapacity(limits, true, biggest);
+    if (biggest <= cap) return null;
+    return `warning: a round asks for ${count(biggest)} connections; with server and load on this machine its limits hold about ${count(cap)} (see \`wsmillion doctor --connections ${biggest}\`)`;
+  }
+  const pairs = target.targets.length;
+  if (biggest <= pairs * portsPerPair(limits)) return null;
+  return `warning: ${count(biggest)} connections over ${pairs} destination pair${pairs > 1 ? "s" : ""} exceed the ephemeral ports (${count(portsPerPair(limits))} per pair); give --target a range such as 127.0.0.1-8:PORT`;
 }
 
 /** Writes report.md, report.json and report.html into `dir`; returns their paths. */
@@ -201,48 +196,55 @@ export function registerSweep(program: Command): void {
     .option("--load-workers <auto|n>", "load generator processes per round (auto: as few as the open-files limit allows)", workers("--load-workers"), "auto")
     .option("--server-workers <auto|n>", "local server worker processes (auto: one per core, more when connections need them)", workers("--server-workers"), "auto")
     .option("--quiet", "no live progress line; the table and findings at the end only")
-    .action(async (f: SweepFlags) => {
-      const { options, notes } = sweepOptions(f);
-      const out = resolve(f.out);
-      const progress = new SweepProgress(process.stderr, Boolean(process.stderr.isTTY));
-      const say = (line: string) => (f.quiet ? undefined : progress.say(line));
-      for (const n of notes) progress.say(n);
-      const o = options;
-      const what = o.findMax ? `find-max (${o.findMax.what}) from ${roundLabel(o.rounds[0]!)}, up to ${o.findMax.maxRounds} rounds` : `${o.rounds.length} round${o.rounds.length > 1 ? "s" : ""}`;
-      say(`wsmillion sweep: ${what}, ${o.durationS} s of ${o.mode} traffic each, against ${o.target ? o.target.spec : "a fresh local server per round"}; report in ${out}`);
-      if (o.preset) say(`preset ${o.preset.name}, scale ${o.preset.scale}: ${o.preset.rule}`);
-      if (!o.findMax) {
-        for (const [i, r] of o.rounds.entries()) say(`  R${i + 1}: ${roundLabel(r)} (${fmt(offered(r))} msg/s offered)`);
-      }
+    .action(runSweepCommand);
+}
 
-      const abort = new AbortController();
-      const onSignal = (): void => {
-        if (abort.signal.aborted) process.exit(130);
-        progress.say("wsmillion sweep: interrupted; closing this round and writing the report (Ctrl-C again to quit now)");
-        abort.abort();
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      let report: SweepReport;
-      try {
-        report = await runSweep(o, {
-          signal: abort.signal,
-          onSample: f.quiet ? undefined : (s, v) => progress.update(s, v),
-          onRoundEnd: (r) => say(roundEndLine(r)),
-          onLog: (l) => progress.say(l),
-        });
-      } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
-      progress.settle();
-      const paths = writeReport(report, out);
-      console.log("");
-      console.log(renderRoundsTable(report));
-      console.log("");
-      for (const line of report.findings) console.log(`- ${line}`);
-      console.log("");
-      console.log(`wrote ${paths.md}, ${paths.json}, ${paths.html}`);
-      process.exitCode = report.interrupted ? 1 : 0;
+/** The command itself: the plan said aloud, the rounds with a live line, then the table, conclusions and files. */
+async function runSweepCommand(f: SweepFlags): Promise<void> {
+  const { options: o, notes } = sweepOptions(f);
+  const out = resolve(f.out);
+  const progress = new SweepProgress(process.stderr, Boolean(process.stderr.isTTY));
+  const say = (line: string) => (f.quiet ? undefined : progress.say(line));
+  for (const n of notes) progress.say(n);
+  announce(o, out, say);
+
+  const abort = new AbortController();
+  const onSignal = (): void => {
+    if (abort.signal.aborted) process.exit(130);
+    progress.say("wsmillion sweep: interrupted; closing this round and writing the report (Ctrl-C again to quit now)");
+    abort.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let report: SweepReport;
+  try {
+    report = await runSweep(o, {
+      signal: abort.signal,
+      onSample: f.quiet ? undefined : (s, v) => progress.update(s, v),
+      onRoundEnd: (r) => say(roundEndLine(r)),
+      onLog: (l) => progress.say(l),
     });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  progress.settle();
+  const paths = writeReport(report, out);
+  console.log("");
+  console.log(renderRoundsTable(report));
+  console.log("");
+  for (const line of report.findings) console.log(`- ${line}`);
+  console.log("");
+  console.log(`wrote ${paths.md}, ${paths.json}, ${paths.html}`);
+  process.exitCode = report.interrupted ? 1 : 0;
+}
+
+/** What is about to run, where, and (without --find-max) every round with its offered rate. */
+function announce(o: SweepOptions, out: string, say: (line: string) => void): void {
+  const what = o.findMax ? `find-max (${o.findMax.what}) from ${roundLabel(o.rounds[0]!)}, up to ${o.findMax.maxRounds} rounds` : `${o.rounds.length} round${o.rounds.length > 1 ? "s" : ""}`;
+  say(`wsmillion sweep: ${what}, ${o.durationS} s of ${o.mode} traffic each, against ${o.target ? o.target.spec : "a fresh local server per round"}; report in ${out}`);
+  if (o.preset) say(`preset ${o.preset.name}, scale ${o.preset.scale}: ${o.preset.rule}`);
+  if (!o.findMax) {
+    for (const [i, r] of o.rounds.entries()) say(`  R${i + 1}: ${roundLabel(r)} (${count(offered(r))} msg/s offered)`);
+  }
 }

@@ -2,9 +2,8 @@
 // versions, the findings, and the find-max answer.
 import type { RoundResult, SweepReport } from "../sweep/schema.ts";
 import { latenessRule } from "../sweep/criteria.ts";
+import { count, shortMs } from "../format.ts";
 import { renderTable, type Align } from "./table.ts";
-
-const num = (v: number) => Math.round(v).toLocaleString("en-US");
 
 /** Three significant digits at most: 2.4 MiB, 23.8 MiB, 107 MiB. */
 function sig(v: number): string {
@@ -15,11 +14,7 @@ export function fmtBytes(b: number): string {
   if (b >= 1 << 30) return `${sig(b / (1 << 30))} GiB`;
   if (b >= 1 << 20) return `${sig(b / (1 << 20))} MiB`;
   if (b >= 1024) return `${sig(b / 1024)} KiB`;
-  return `${num(b)} B`;
-}
-
-export function fmtMs(v: number): string {
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return `${count(b)} B`;
 }
 
 export const ROUND_HEADERS = [
@@ -41,19 +36,19 @@ export function roundRow(r: RoundResult): string[] {
   const errs = Math.max(r.outcome.failed, r.connections - r.outcome.openAtRamp) + r.outcome.dropped;
   return [
     String(r.index),
-    num(r.connections),
+    count(r.connections),
     fmtBytes(r.size),
-    `${num(r.intervalMs)} ms`,
-    num(r.offeredPerSec),
-    num(r.traffic.achievedPerSec),
+    `${count(r.intervalMs)} ms`,
+    count(r.offeredPerSec),
+    count(r.traffic.achievedPerSec),
     `${fmtBytes(r.traffic.bytesOutPerSec)}/s`,
     s ? s.cpuCores.toFixed(2) : "n/a",
     r.client.cpuCores.toFixed(2),
     s ? fmtBytes(s.peakRssBytes) : "n/a",
     s && s.rssPerConnectionBytes > 0 ? (s.rssPerConnectionBytes / 1024).toFixed(2) : "n/a",
-    r.latency.rtt.count > 0 ? fmtMs(r.latency.rtt.p50Ms) : "n/a",
-    r.latency.rtt.count > 0 ? fmtMs(r.latency.rtt.p99Ms) : "n/a",
-    errs === 0 ? "0" : `${num(errs)} (${r.outcome.errorPct.toFixed(r.outcome.errorPct >= 10 ? 0 : 1)}%)`,
+    r.latency.rtt.count > 0 ? shortMs(r.latency.rtt.p50Ms) : "n/a",
+    r.latency.rtt.count > 0 ? shortMs(r.latency.rtt.p99Ms) : "n/a",
+    errs === 0 ? "0" : `${count(errs)} (${r.outcome.errorPct.toFixed(r.outcome.errorPct >= 10 ? 0 : 1)}%)`,
     r.machine.load1Max.toFixed(2),
     result(r),
   ];
@@ -70,7 +65,7 @@ function mdEscape(s: string): string {
 export function machineLine(report: SweepReport): string {
   const m = report.machine;
   const v = report.versions;
-  return `${m.cores} cores (${m.cpuModel}), ${fmtBytes(m.memTotalBytes)} RAM, Linux ${m.kernel} ${m.arch}; open files ${num(m.nofile)} per process, ` +
+  return `${m.cores} cores (${m.cpuModel}), ${fmtBytes(m.memTotalBytes)} RAM, Linux ${m.kernel} ${m.arch}; open files ${count(m.nofile)} per process, ` +
     `ephemeral ports ${m.portRange}; wsmillion ${v.wsmillion}, Bun ${v.bun}`;
 }
 

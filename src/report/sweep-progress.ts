@@ -1,6 +1,6 @@
 // The sweep's live progress line, once a second: which round, its phase and clock, the generator's and the
 // server's figures, the load average. Redrawn in place on a terminal, one line a second otherwise.
-import type { RoundView } from "../sweep/run.ts";
+import type { RoundView } from "../sweep/round.ts";
 import type { RoundResult, SweepSample } from "../sweep/schema.ts";
 import { compact, shortMs } from "../format.ts";
 

@@ -1,24 +1,9 @@
 // When a round has failed: too many connection errors, round trips too slow, or the generator so far
 // behind its schedule that the offered load was never applied. Checked live (to stop a round early) and
 // once more on the round's merged figures (the verdict in the report).
+import { count } from "../format.ts";
 import type { LoadReport } from "../load/report.ts";
-import type { SweepSample } from "./schema.ts";
-
-export interface Criteria {
-  /** Failed dials, connections missing after the ramp and dropped ones, in percent of the target. */
-  maxErrorPct: number;
-  /** Echo round trip p99, ms. */
-  maxP99Ms: number;
-  /**
-   * Send lateness p99, ms: how late sends left against the plan (the generator falling behind).
-   * "interval": the round's own interval, i.e. a send leaving when the connection's next one is due.
-   */
-  maxLatenessMs: number | "interval";
-  /** Achieved send rate, in percent of the offered one. */
-  minAchievedPct: number;
-  /** A latency criterion trips live only after this many consecutive seconds over its limit. */
-  tripAfterS: number;
-}
+import type { Criteria, SweepSample } from "./schema.ts";
 
 export const CRITERIA_DEFAULTS: Readonly<Criteria> = Object.freeze({
   maxErrorPct: 1,
@@ -94,7 +79,7 @@ export function judge(c: Criteria, r: Pick<LoadReport, "connections" | "latency"
   }
   const t = r.traffic;
   if (t.offeredPerSec > 0 && t.runSeconds > 0 && t.achievedPerSec < (t.offeredPerSec * c.minAchievedPct) / 100) {
-    reasons.push(`achieved ${Math.round(t.achievedPerSec).toLocaleString("en-US")} of ${Math.round(t.offeredPerSec).toLocaleString("en-US")} msg/s offered (< ${c.minAchievedPct}%)`);
+    reasons.push(`achieved ${count(t.achievedPerSec)} of ${count(t.offeredPerSec)} msg/s offered (< ${c.minAchievedPct}%)`);
   }
   if (!stoppedEarly && conn.openAtRamp === 0) reasons.push("no connection opened");
   return reasons;

@@ -4,16 +4,8 @@ import { readFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
 import { parse as parseYaml } from "yaml";
 import { UsageError, bytes, integer } from "../flags.ts";
-
-export interface Round {
-  connections: number;
-  /** Payload bytes per message. */
-  size: number;
-  /** Each connection sends every intervalMs. */
-  intervalMs: number;
-  /** Seconds of traffic; the sweep's --duration when absent. */
-  durationS?: number;
-}
+import { count } from "../format.ts";
+import type { FindMaxWhat, Round } from "./schema.ts";
 
 export const ROUND_LIMITS = {
   connections: [1, 10_000_000],
@@ -22,16 +14,14 @@ export const ROUND_LIMITS = {
   durationS: [1, 86_400],
 } as const;
 
-const fmt = (n: number) => n.toLocaleString("en-US");
-
 function fmtSize(b: number): string {
   if (b >= 1 << 20 && b % (1 << 20) === 0) return `${b / (1 << 20)} MiB`;
   if (b >= 1024 && b % 1024 === 0) return `${b / 1024} KiB`;
-  return `${fmt(b)} B`;
+  return `${count(b)} B`;
 }
 
 export function roundLabel(r: Round): string {
-  return `${fmt(r.connections)} × ${fmtSize(r.size)} every ${fmt(r.intervalMs)} ms`;
+  return `${count(r.connections)} × ${fmtSize(r.size)} every ${count(r.intervalMs)} ms`;
 }
 
 /** Messages per second the round offers: every connection sends once per interval. */
@@ -178,7 +168,7 @@ export function classicPreset(opts: { cores: number; local: boolean; capacity: (
     const fits = opts.capacity(scaleConnections(largest, scale));
     if (scaleConnections(largest, scale) > fits) {
       scale = Math.max(100 / largest, fits / largest);
-      rule += `, then capped at ${fmt(Math.floor(fits))} connections (what this machine's limits hold)`;
+      rule += `, then capped at ${count(Math.floor(fits))} connections (what this machine's limits hold)`;
     }
     rule += `; payloads and intervals unchanged; connections to the nearest 100`;
   }
@@ -188,7 +178,6 @@ export function classicPreset(opts: { cores: number; local: boolean; capacity: (
 
 // --find-max.
 
-export type FindMaxWhat = "connections" | "rate";
 export const FIND_MAX_WHATS: readonly FindMaxWhat[] = ["connections", "rate"];
 
 /** The round `step` times heavier than `r`: more connections, or (rate) a shorter interval. */

@@ -1,8 +1,37 @@
 // What a sweep measured: `report.json` is exactly a SweepReport. Stable: fields are only ever added.
+// Types only, and the leaf of src/sweep/: the modules that plan, judge and run rounds import from here.
 import type { LoadPhase, LoadReport } from "../load/report.ts";
 import type { LatencySummary } from "../load/metrics.ts";
-import type { Criteria } from "./criteria.ts";
-import type { Round } from "./rounds.ts";
+
+export interface Round {
+  connections: number;
+  /** Payload bytes per message. */
+  size: number;
+  /** Each connection sends every intervalMs. */
+  intervalMs: number;
+  /** Seconds of traffic; the sweep's --duration when absent. */
+  durationS?: number;
+}
+
+/** When a round has failed; the limits themselves, checked in criteria.ts. */
+export interface Criteria {
+  /** Failed dials, connections missing after the ramp and dropped ones, in percent of the target. */
+  maxErrorPct: number;
+  /** Echo round trip p99, ms. */
+  maxP99Ms: number;
+  /**
+   * Send lateness p99, ms: how late sends left against the plan (the generator falling behind).
+   * "interval": the round's own interval, i.e. a send leaving when the connection's next one is due.
+   */
+  maxLatenessMs: number | "interval";
+  /** Achieved send rate, in percent of the offered one. */
+  minAchievedPct: number;
+  /** A latency criterion trips live only after this many consecutive seconds over its limit. */
+  tripAfterS: number;
+}
+
+/** What --find-max raises: connections, or (rate) each connection's send frequency. */
+export type FindMaxWhat = "connections" | "rate";
 
 /** The generator's phases, and the pause between rounds (machine figures only). */
 export type SweepPhase = LoadPhase | "cooldown";
@@ -31,6 +60,22 @@ export interface ServerSample {
   workers: WorkerSample[];
 }
 
+/** The load generator's side of one second. */
+export interface ClientSample {
+  open: number;
+  target: number;
+  failed: number;
+  dropped: number;
+  msgsOutPerSec: number;
+  msgsInPerSec: number;
+  rttP50Ms: number;
+  rttP99Ms: number;
+  latenessP99Ms: number;
+  cpuCores: number;
+  rssBytes: number;
+  lagMs: number;
+}
+
 /** One second of a sweep: the generator, the server and the machine side by side. */
 export interface SweepSample {
   /** Seconds since the sweep started. */
@@ -39,20 +84,7 @@ export interface SweepSample {
   roundT: number;
   round: number;
   phase: SweepPhase;
-  client: {
-    open: number;
-    target: number;
-    failed: number;
-    dropped: number;
-    msgsOutPerSec: number;
-    msgsInPerSec: number;
-    rttP50Ms: number;
-    rttP99Ms: number;
-    latenessP99Ms: number;
-    cpuCores: number;
-    rssBytes: number;
-    lagMs: number;
-  } | null;
+  client: ClientSample | null;
   /** null when the server has no /stats (a remote server that is not wsmillion) or did not answer. */
   server: ServerSample | null;
   machine: { busyCores: number; load1: number; load5: number };
@@ -137,7 +169,7 @@ export interface MachineInfo {
 }
 
 export interface FindMaxResult {
-  what: "connections" | "rate";
+  what: FindMaxWhat;
   /** The last level whose round held, or null when the first already failed. */
   lastHeld: { round: number; connections: number; intervalMs: number; offeredPerSec: number } | null;
   firstFailed: { round: number; connections: number; intervalMs: number; offeredPerSec: number; reasons: string[] } | null;

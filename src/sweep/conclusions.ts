@@ -1,0 +1,293 @@
+// The conclusions a sweep draws from its rounds (report.json's `findings`, named apart from the doctor's
+// checks in system/findings.ts): which held, what a message and a connection cost the server, whether send
+// frequency or payload size grew that cost, memory per connection, the load average, and whether the
+// generator (not the server) was the limit. Only what the data supports is said.
+import { count, shortMs } from "../format.ts";
+import { latenessLimit, latenessRule } from "./criteria.ts";
+import type { Criteria, RoundResult, SweepReport } from "./schema.ts";
+
+const dec = (v: number, d = 1) => v.toFixed(d);
+const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
+const us = (v: number) => `${v >= 10 ? v.toFixed(0) : v.toFixed(1)} µs`;
+const ms = (v: number) => `${shortMs(v)} ms`;
+const plural = (n: number, one: string) => `${n} ${one}${n > 1 ? "s" : ""}`;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? 0 : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function range(xs: number[], f: (v: number) => string): string {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return f(lo) === f(hi) ? f(lo) : `${f(lo)}-${f(hi)}`;
+}
+
+const R = (r: RoundResult) => `R${r.index}`;
+
+/** Solves the normal equations of y ≈ X·b by Gaussian elimination; null when the columns are collinear. */
+export function leastSquares(rows: number[][], y: number[]): number[] | null {
+  const k = rows[0]?.length ?? 0;
+  if (rows.length <= k) return null;
+  const a = Array.from({ length: k }, (_, i) => [
+    ...Array.from({ length: k }, (_, j) => rows.reduce((s, r) => s + r[i]! * r[j]!, 0)),
+    rows.reduce((s, r, n) => s + r[i]! * y[n]!, 0),
+  ]);
+  for (let col = 0; col < k; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < k; r++) if (Math.abs(a[r]![col]!) > Math.abs(a[pivot]![col]!)) pivot = r;
+    const scale = Math.max(...a.map((r) => Math.abs(r[col]!)), 1e-300);
+    if (Math.abs(a[pivot]![col]!) < 1e-9 * scale) return null;
+    [a[col], a[pivot]] = [a[pivot]!, a[col]!];
+    for (let r = 0; r < k; r++) {
+      if (r === col) continue;
+      const f = a[r]![col]! / a[col]![col]!;
+      for (let c = col; c <= k; c++) a[r]![c]! -= f * a[col]![c]!;
+    }
+  }
+  return a.map((r, i) => r[k]! / r[i]!);
+}
+
+export interface CpuModel {
+  /** Cores the server spends with no traffic (its timers, stats, pings). */
+  fixedCores: number;
+  /** µs of server CPU per message received (per echo, for echo traffic). */
+  microsPerMessage: number;
+  /** µs per KiB of payload received, when payload sizes varied. */
+  microsPerKiB: number | null;
+  /** µs per second per open connection apart from its messages, when connection counts varied. */
+  microsPerConnection: number | null;
+  rounds: number;
+}
+
+/**
+ * Server CPU ≈ fixed + a·messages/s [+ b·KiB/s] [+ c·connections], fitted over the rounds that applied
+ * their load. A term enters only when its figure varied and the fit stays solvable; rounds that saturated
+ * the machine are left out because their CPU says what was available, not what the load cost.
+ */
+export function fitCpu(rounds: RoundResult[]): CpuModel | null {
+  const pts = rounds.filter((r) => r.server && r.server.msgsInPerSec > 0);
+  const varies = (f: (r: RoundResult) => number) => {
+    const v = pts.map(f);
+    return Math.max(...v) > Math.min(...v) * 1.01;
+  };
+  const msgs = (r: RoundResult) => r.server!.msgsInPerSec;
+  const kib = (r: RoundResult) => (r.server!.msgsInPerSec * r.size) / 1024;
+  const conns = (r: RoundResult) => r.outcome.openAtRamp;
+  if (pts.length < 2 || !varies(msgs)) return null;
+  const y = pts.map((r) => r.server!.cpuCores * 1e6);
+  const tries: ((r: RoundResult) => number)[][] = [];
+  const withKib = varies((r) => r.size);
+  const withConns = varies(conns);
+  if (withKib && withConns) tries.push([msgs, kib, conns]);
+  if (withKib) tries.push([msgs, kib]);
+  if (withConns) tries.push([msgs, conns]);
+  tries.push([msgs]);
+  for (const cols of tries) {
+    // Two rounds per fitted figure at least, or the fit follows the noise.
+    if (pts.length < 2 * (cols.length + 1) && cols.length > 1) continue;
+    if (pts.length < cols.length + 2) continue;
+    const b = leastSquares(pts.map((r) => [1, ...cols.map((f) => f(r))]), y);
+    if (!b || b[1]! <= 0) continue;
+    const at = (f: (r: RoundResult) => number) => (cols.includes(f) ? b[1 + cols.indexOf(f)]! : null);
+    return { fixedCores: Math.max(0, b[0]! / 1e6), microsPerMessage: b[1]!, microsPerKiB: at(kib), microsPerConnection: at(conns), rounds: pts.length };
+  }
+  return null;
+}
+
+/** A round whose traffic was applied as planned, so its CPU reflects the plan rather than a saturated box. */
+function applied(r: RoundResult, minAchievedPct: number): boolean {
+  return r.server !== null && r.server.cpuCores > 0 && r.traffic.achievedPerSec >= (r.offeredPerSec * minAchievedPct) / 100;
+}
+
+interface Effect {
+  pairs: number;
+  /** Mean factor the varied quantity changed by, and mean factor of server CPU. */
+  factor: number;
+  cpuFactor: number;
+  /** ln(cpu ratio) / ln(factor): 1 means CPU grew in proportion. */
+  elasticity: number;
+  example: string;
+}
+
+/** Pairs of rounds equal in everything but `vary`, heavier over lighter, CPU counted above `fixedCores`. */
+function effect(rounds: RoundResult[], vary: "intervalMs" | "size" | "connections", fixedCores: number): Effect | null {
+  const same = (a: RoundResult, b: RoundResult) =>
+    (vary === "connections" || a.connections === b.connections) && (vary === "size" || a.size === b.size) && (vary === "intervalMs" || a.intervalMs === b.intervalMs);
+  const ratios: { factor: number; cpu: number; a: RoundResult; b: RoundResult }[] = [];
+  for (let i = 0; i < rounds.length; i++) {
+    for (let j = 0; j < rounds.length; j++) {
+      const a = rounds[i]!;
+      const b = rounds[j]!;
+      if (a === b || !same(a, b)) continue;
+      // b is the heavier: more connections, a bigger payload, or a shorter interval.
+      const factor = vary === "intervalMs" ? a.intervalMs / b.intervalMs : vary === "size" ? b.size / a.size : b.connections / a.connections;
+      // Compared above the no-traffic CPU, which neither round's load caused.
+      const ca = a.server!.cpuCores - fixedCores;
+      const cb = b.server!.cpuCores - fixedCores;
+      if (factor <= 1 || ca <= 0 || cb <= 0) continue;
+      ratios.push({ factor, cpu: cb / ca, a, b });
+    }
+  }
+  if (ratios.length === 0) return null;
+  const factor = Math.exp(ratios.reduce((s, r) => s + Math.log(r.factor), 0) / ratios.length);
+  const cpuFactor = Math.exp(ratios.reduce((s, r) => s + Math.log(r.cpu), 0) / ratios.length);
+  const elasticity = ratios.reduce((s, r) => s + Math.log(r.cpu) / Math.log(r.factor), 0) / ratios.length;
+  const e = ratios[0]!;
+  return { pairs: ratios.length, factor, cpuFactor, elasticity, example: `${R(e.a)} → ${R(e.b)}` };
+}
+
+
+/** Every conclusion the rounds support, in reading order: verdicts first, causes next, side notes last. */
+export function drawConclusions(report: SweepReport): string[] {
+  const rounds = report.rounds;
+  if (rounds.length === 0) return ["No round ran."];
+  const c = report.settings.criteria;
+  const echo = report.settings.mode === "echo";
+  const measured = rounds.filter((r) => r.server && r.server.cpuMicrosPerMessage > 0);
+  const ok = rounds.filter((r) => applied(r, c.minAchievedPct));
+  const model = fitCpu(ok);
+  const fixed = model?.fixedCores ?? 0;
+  const freq = effect(ok, "intervalMs", fixed);
+  const size = effect(ok, "size", fixed);
+  const conns = effect(ok, "connections", fixed);
+  const said = [
+    verdicts(rounds, c),
+    report.findMax ? findMaxAnswer(report.findMax, rounds) : null,
+    serverCostPerMessage(measured, echo),
+    report.settings.target === "local" ? generatorShare(measured, echo, report.machine.cores) : null,
+    model ? fittedCost(model, echo) : null,
+    frequencyOrPayload(freq, size),
+    conns ? connectionsCost(conns) : null,
+    !freq && !size && !conns && ok.length > 1 ? NO_PAIRS : null,
+    memoryPerConnection(rounds),
+    loadAverage(rounds, report.machine.cores),
+    generatorBehind(rounds.filter((r) => !r.held), c),
+  ];
+  return said.filter((line): line is string => line !== null);
+}
+
+const NO_PAIRS = "No two rounds that applied their load differ in one thing only, so the CPU cost is not split by cause (vary one flag at a time).";
+
+/** How many rounds held against which criteria, the heaviest that held and the first to fail. */
+function verdicts(rounds: RoundResult[], c: Criteria): string {
+  const held = rounds.filter((r) => r.held);
+  const criteria = `errors ≤ ${c.maxErrorPct}%, round trip p99 ≤ ${c.maxP99Ms} ms, send lateness p99 ≤ ${latenessRule(c)}, ≥ ${c.minAchievedPct}% of the offered rate`;
+  let verdict = `${held.length} of ${rounds.length} rounds held (${criteria}).`;
+  const heaviest = [...held].sort((a, b) => b.offeredPerSec - a.offeredPerSec || b.connections - a.connections)[0];
+  if (heaviest) verdict += ` Heaviest that held: ${R(heaviest)}, ${heaviest.label} (${count(heaviest.traffic.achievedPerSec)} msg/s).`;
+  const firstFail = rounds.find((r) => !r.held);
+  if (firstFail) verdict += ` First to fail: ${R(firstFail)}, ${firstFail.label}: ${firstFail.reasons[0]}.`;
+  return verdict;
+}
+
+/** The answer of --find-max: the most that held, what failed above it, and why the search ended. */
+function findMaxAnswer(f: NonNullable<SweepReport["findMax"]>, rounds: RoundResult[]): string {
+  const what = f.what === "connections" ? "connections" : "send rate";
+  if (!f.lastHeld) return `Find-max (${what}): no level held; ${f.ended}.`;
+  const lh = rounds.find((r) => r.index === f.lastHeld!.round)!;
+  return (
+    `Find-max (${what}): the most that held was ${lh.label} = ${count(lh.offeredPerSec)} msg/s offered (${R(lh)})` +
+    (f.firstFailed ? `; ${rounds.find((r) => r.index === f.firstFailed!.round)!.label} failed (${f.firstFailed.reasons[0]})` : "") +
+    `. Search ended: ${f.ended}.`
+  );
+}
+
+/** Server CPU per message and per 1,000 connections, all in, over the rounds that measured it. */
+function serverCostPerMessage(measured: RoundResult[], echo: boolean): string | null {
+  if (measured.length === 0) return null;
+  const per = measured.map((r) => r.server!.cpuMicrosPerMessage);
+  const perK = measured.map((r) => r.server!.cpuCoresPerKiloConn);
+  const verb = echo ? "echoed message (one in, one out)" : "message received";
+  return (
+    `Server CPU per ${verb}, all in: ${us(median(per))} median (${range(per, us)} over ${plural(measured.length, "round")}); ` +
+    `per 1,000 connections ${range(perK, (v) => dec(v, 3))} cores at the rounds' traffic.`
+  );
+}
+
+/** Said only when the generator, sharing this machine, cost more per message than the server. */
+function generatorShare(measured: RoundResult[], echo: boolean, cores: number): string | null {
+  const gen = measured.filter((r) => r.client.cpuMicrosPerMessage > 0);
+  if (gen.length === 0) return null;
+  const g = median(gen.map((r) => r.client.cpuMicrosPerMessage));
+  // The server's figure is per echo, two messages moved; the generator's is per message moved.
+  const srvMed = median(gen.map((r) => r.server!.cpuMicrosPerMessage)) / (echo ? 2 : 1);
+  if (g <= srvMed) return null;
+  return (
+    `The generator spent ${us(g)} per message moved against the server's ${us(srvMed)} (all in): with both on this machine the load ` +
+    `generator, not the server, takes the larger share of the ${plural(cores, "core")}.`
+  );
+}
+
+/** The fitted split of server CPU: per message, per KiB and per connection, on top of idle. */
+function fittedCost(model: CpuModel, echo: boolean): string {
+  const parts = [`${us(model.microsPerMessage)} of server CPU per ${echo ? "echo" : "message"}`];
+  if (model.microsPerKiB !== null) parts.push(model.microsPerKiB > 0 ? `${us(model.microsPerKiB)} per KiB of payload` : "nothing measurable per KiB of payload");
+  if (model.microsPerConnection !== null) {
+    parts.push(model.microsPerConnection > 0 ? `${us(model.microsPerConnection)} per second per connection beyond its messages` : "nothing measurable per connection beyond its messages");
+  }
+  return (
+    `Fitted over ${plural(model.rounds, "round")} that applied their load: ${parts.join(", ")}, on top of ${dec(model.fixedCores, 2)} cores with no traffic ` +
+    `(the workers' timers, stats and pings). The per-round figure above is all in, so it is highest at the lightest rounds.`
+  );
+}
+
+/** Rounds compared in pairs: what more sends and bigger payloads did to server CPU, and which cost more. */
+function frequencyOrPayload(freq: Effect | null, size: Effect | null): string | null {
+  if (!freq && !size) return null;
+  const parts: string[] = [];
+  if (freq) parts.push(`${dec(freq.factor, freq.factor % 1 ? 1 : 0)}x the send frequency took ${dec(freq.cpuFactor, 2)}x the server CPU above idle (${plural(freq.pairs, "pair")}, e.g. ${freq.example})`);
+  if (size) parts.push(`${dec(size.factor, size.factor % 1 ? 1 : 0)}x the payload took ${dec(size.cpuFactor, 2)}x (${plural(size.pairs, "pair")}, e.g. ${size.example})`);
+  const line = parts.join("; ") + ".";
+  if (!freq || !size) return line;
+  return (
+    (freq.elasticity > size.elasticity ? "Send frequency costs more CPU than payload size: " : "Payload size cost as much CPU as send frequency here: ") +
+    line +
+    ` Per doubling, frequency added ${dec((2 ** freq.elasticity - 1) * 100, 0)}% CPU, payload ${dec((2 ** size.elasticity - 1) * 100, 0)}%.`
+  );
+}
+
+/** Rounds compared in pairs: what more connections at the same cadence did to server CPU. */
+function connectionsCost(conns: Effect): string {
+  return `${dec(conns.factor, 2)}x the connections at the same cadence took ${dec(conns.cpuFactor, 2)}x the server CPU above idle (${plural(conns.pairs, "pair")}, e.g. ${conns.example}).`;
+}
+
+/** Server RSS per connection after the ramp, or why there is no such figure. */
+function memoryPerConnection(rounds: RoundResult[]): string | null {
+  // Below a thousand connections the runtime's own growth (JIT, heap) swamps what the connections add.
+  const mem = rounds.filter((r) => r.server && r.server.rssPerConnectionBytes > 0 && r.outcome.openAtRamp >= 1000);
+  if (mem.length === 0) {
+    return rounds.some((r) => r.server) ? "Every round had under 1,000 connections: too few for a per-connection memory figure (the runtime's own growth dominates)." : null;
+  }
+  const per = mem.map((r) => r.server!.rssPerConnectionBytes);
+  const biggest = [...mem].sort((a, b) => b.connections - a.connections)[0]!;
+  return (
+    `A connection cost the server ${kib(median(per))} of RSS (median; ${range(per, kib)}), measured after each ramp; ` +
+    `the largest round (${count(biggest.connections)} connections) peaked at ${mib(biggest.server!.peakRssBytes)} with traffic.`
+  );
+}
+
+/** The highest 1-minute load average, and the rounds where runnable tasks outnumbered the cores. */
+function loadAverage(rounds: RoundResult[], cores: number): string | null {
+  const busiest = [...rounds].sort((a, b) => b.machine.load1Max - a.machine.load1Max)[0]!;
+  if (!(busiest.machine.load1Max > 0)) return null;
+  let line = `Load average (1 min) peaked at ${dec(busiest.machine.load1Max, 2)} on ${plural(cores, "core")} in ${R(busiest)}`;
+  const over = rounds.filter((r) => r.machine.load1Max > cores);
+  if (over.length > 0) {
+    const overFailed = over.filter((r) => !r.held).length;
+    line += `; it passed the core count in ${plural(over.length, "round")} (runnable tasks were queuing), ${overFailed} of which failed`;
+  }
+  return line + ". It trails the load by about a minute, so read it next to the busy cores (shown per second) rather than alone.";
+}
+
+/** Failed rounds where the generator fell behind its schedule: they measured the machine, not the server. */
+function generatorBehind(failed: RoundResult[], c: Criteria): string | null {
+  const late = failed.filter((r) => r.latency.lateness.count > 0 && r.latency.lateness.p99Ms > latenessLimit(c, r.intervalMs));
+  if (late.length === 0) return null;
+  return (
+    `In ${late.map(R).join(", ")} the generator fell behind its schedule (send lateness p99 up to ${ms(Math.max(...late.map((r) => r.latency.lateness.p99Ms)))}): ` +
+    `those rounds measure what this machine does with both ends on it, not the server alone.`
+  );
+}
