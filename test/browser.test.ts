@@ -12,7 +12,7 @@ import { runLoad } from "../src/load/coordinator.ts";
 import { CRITERIA_DEFAULTS } from "../src/sweep/criteria.ts";
 import { runSweep } from "../src/sweep/sweep.ts";
 import { readLimits } from "../src/system/limits.ts";
-import { plan } from "./load-helpers.ts";
+import { plan } from "./helpers/load.ts";
 import { serve } from "./helpers/serve.ts";
 
 const CHROMIUM = "/usr/bin/chromium";

@@ -9,7 +9,7 @@ import { resolvePlan } from "../src/load/plan-check.ts";
 import type { LoadOptions } from "../src/load/plan-check.ts";
 import { loadOptions, type RawLoadFlags } from "../src/commands/load.ts";
 import type { LoadReport } from "../src/load/report.ts";
-import { bunEcho, closedPort, runCli } from "./load-helpers.ts";
+import { bunEcho, closedPort, runCli } from "./helpers/load.ts";
 
 const stops: (() => unknown)[] = [];
 afterAll(async () => { for (const s of stops.reverse()) await s(); });

@@ -3,7 +3,7 @@
 // drop is counted by its cause and by who ended it (the server, the network, or us).
 import { afterAll, describe, expect, test } from "bun:test";
 import { runLoad } from "../src/load/coordinator.ts";
-import { local, nodeServer, plan, type NodeServer } from "./load-helpers.ts";
+import { local, nodeServer, plan, type NodeServer } from "./helpers/load.ts";
 
 const stops: (() => unknown)[] = [];
 afterAll(async () => { for (const s of stops.reverse()) await s(); });

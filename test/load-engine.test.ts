@@ -3,11 +3,13 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { runLoad } from "../src/load/coordinator.ts";
 import type { LoadPhase } from "../src/load/report.ts";
-import { bunEcho, local, plan, wsServer, type NodeServer } from "./load-helpers.ts";
+import { bunEcho, local, plan, wsServer, type NodeServer } from "./helpers/load.ts";
 import { serve, type ServeHandle } from "./helpers/serve.ts";
 
 const stops: (() => unknown)[] = [];
-afterAll(async () => { for (const s of stops.reverse()) await s(); });
+afterAll(async () => {
+  for (const s of stops.reverse()) await s();
+});
 
 describe("against a ws server (Node, independent implementation)", () => {
   let echo: NodeServer;
@@ -81,7 +83,9 @@ describe("against Bun.serve", () => {
     };
     let restarted: Promise<void> | null = null;
     const r = await runLoad(plan(local(port), { connections: 100, durationS: 3, intervalMs: 100, reconnect: true }), {
-      onPhase: (p: LoadPhase) => { if (p === "run") restarted = restart(); },
+      onPhase: (p: LoadPhase) => {
+        if (p === "run") restarted = restart();
+      },
     });
     await restarted;
     expect(r.connections.dropped).toBe(100);

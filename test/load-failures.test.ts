@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { runLoad } from "../src/load/coordinator.ts";
 import type { LoadReport } from "../src/load/report.ts";
 import { acceptFor } from "../src/protocol/handshake.ts";
-import { bunEcho, closedPort, local, nodeServer, plan, rawServer, runCli } from "./load-helpers.ts";
+import { bunEcho, closedPort, local, nodeServer, plan, rawServer, runCli } from "./helpers/load.ts";
 
 const stops: (() => unknown)[] = [];
 afterAll(async () => { for (const s of stops.reverse()) await s(); });

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { runLoad } from "../src/load/coordinator.ts";
 import type { ProgressSnapshot } from "../src/load/report.ts";
 import { progressLine } from "../src/report/progress.ts";
-import { bunEcho, local, plan } from "./load-helpers.ts";
+import { bunEcho, local, plan } from "./helpers/load.ts";
 
 const stops: (() => unknown)[] = [];
 afterAll(async () => { for (const s of stops.reverse()) await s(); });

@@ -17,7 +17,7 @@ import { pairsFor } from "../src/system/capacity.ts";
 import { readLimits } from "../src/system/limits.ts";
 import { ProcessTreeSampler, descendants, parseCpuLine, parseLoadavg, parseStat } from "../src/system/proc.ts";
 import { cleanupFixtures, fixtureRoot } from "./fixtures/doctor/fixture.ts";
-import { runCli, wsServer } from "./load-helpers.ts";
+import { runCli, wsServer } from "./helpers/load.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "wsm-sweep-"));
 afterAll(() => {

@@ -2,10 +2,11 @@
 // peers that misbehave on purpose) and a CLI runner. Loopback only, free ports, everything stopped by PID.
 import type { Subprocess, TCPSocketListener } from "bun";
 import { join } from "node:path";
-import { completePlan, type LoadPlan } from "../src/load/plan.ts";
-import type { Target } from "../src/system/targets.ts";
+import { completePlan, type LoadPlan } from "../../src/load/plan.ts";
+import type { Target } from "../../src/system/targets.ts";
+import { readUntil } from "./read.ts";
 
-export const ROOT = join(import.meta.dir, "..");
+export const ROOT = join(import.meta.dir, "..", "..");
 export const CLI = join(ROOT, "src", "cli.ts");
 
 export interface NodeServer {
@@ -14,27 +15,16 @@ export interface NodeServer {
   stop(): Promise<void>;
 }
 
-async function readJsonLine(stream: ReadableStream<Uint8Array>, timeoutMs: number): Promise<{ port: number }> {
-  const reader = stream.getReader();
-  let text = "";
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { value, done } = await Promise.race([reader.read(), Bun.sleep(deadline - Date.now()).then(() => ({ value: undefined, done: true }))]);
-    if (done) break;
-    text += new TextDecoder().decode(value);
-    const nl = text.indexOf("\n");
-    if (nl >= 0) {
-      reader.releaseLock();
-      return JSON.parse(text.slice(0, nl)) as { port: number };
-    }
-  }
-  throw new Error(`server did not print its port: ${text}`);
-}
-
-/** Runs a Node script that prints {"port":N}; it exits when its stdin closes, or by PID on stop(). */
+/** Runs a Node script in test/helpers/ that prints {"port":N}; it exits when its stdin closes, or by PID on stop(). */
 export async function nodeServer(script: string, args: string[] = []): Promise<NodeServer> {
   const proc = Bun.spawn(["node", join(import.meta.dir, script), ...args], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-  const { port } = await readJsonLine(proc.stdout, 10_000);
+  let port: number;
+  try {
+    port = (JSON.parse((await readUntil(proc.stdout, /^(.*)\n/, 10_000))[1]!) as { port: number }).port;
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw new Error(`${script} did not print its port: ${(e as Error).message}`);
+  }
   return {
     port,
     proc,
@@ -50,8 +40,11 @@ export function wsServer(mode: string, arg?: string): Promise<NodeServer> {
   return nodeServer("load-ws-server.mjs", arg === undefined ? [mode] : [mode, arg]);
 }
 
+/** A Bun server listening on TCP: unlike a unix-socket one, it always has a port. */
+export type TcpServer = ReturnType<typeof Bun.serve> & { readonly port: number };
+
 /** A bare Bun.serve WebSocket echo server with /conns, in this process. */
-export function bunEcho(port = 0, hostname = "127.0.0.1"): ReturnType<typeof Bun.serve> {
+export function bunEcho(port = 0, hostname = "127.0.0.1"): TcpServer {
   let closed = 0;
   const srv: ReturnType<typeof Bun.serve> = Bun.serve({
     port,
@@ -62,9 +55,16 @@ export function bunEcho(port = 0, hostname = "127.0.0.1"): ReturnType<typeof Bun
       if (path !== "/ws") return new Response("not here", { status: 404 });
       return s.upgrade(req, { data: undefined }) ? undefined : new Response("upgrade required", { status: 400 });
     },
-    websocket: { message(ws, m) { ws.send(m); }, close() { closed++; } },
+    websocket: {
+      message(ws, m) {
+        ws.send(m);
+      },
+      close() {
+        closed++;
+      },
+    },
   });
-  return srv;
+  return srv as TcpServer;
 }
 
 /** A raw TCP server that answers each connection's first bytes with `reply` (null: say nothing). */
@@ -73,7 +73,9 @@ export function rawServer(reply: ((request: string) => string | null) | null, af
     hostname: "127.0.0.1",
     port: 0,
     socket: {
-      open(s) { s.data = { buf: "" }; },
+      open(s) {
+        s.data = { buf: "" };
+      },
       data(s, d) {
         s.data.buf += new TextDecoder().decode(d);
         if (!s.data.buf.includes("\r\n\r\n") || reply === null) return;

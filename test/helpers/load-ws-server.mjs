@@ -1,5 +1,5 @@
 // Test oracle: a `ws` package server run under Node (an independent RFC 6455 implementation).
-// Usage: node test/load-ws-server.mjs <mode> [arg]; prints {"port":N} on stdout once listening.
+// Usage: node test/helpers/load-ws-server.mjs <mode> [arg]; prints {"port":N} on stdout once listening.
 // Modes: echo | push <ms> (stamped 64-byte pushes) | close <code> (close right after open) | ping (ping every
 // 50 ms, echo too) | fragment (echo each message back as 3 fragments with a ping between).
 import { WebSocketServer } from "ws";
@@ -49,7 +49,9 @@ if (mode === "push") {
   }, every);
 }
 if (mode === "ping") {
-  setInterval(() => { for (const ws of wss.clients) ws.ping(Buffer.from("hi")); }, 50);
+  setInterval(() => {
+    for (const ws of wss.clients) ws.ping(Buffer.from("hi"));
+  }, 50);
 }
 server.listen(0, "127.0.0.1", () => {
   process.stdout.write(JSON.stringify({ port: server.address().port }) + "\n");
