@@ -12,6 +12,7 @@ import { runLoad } from "../src/load/coordinator.ts";
 import { CRITERIA_DEFAULTS } from "../src/sweep/criteria.ts";
 import { runSweep } from "../src/sweep/sweep.ts";
 import { readLimits } from "../src/system/limits.ts";
+import { eventually } from "./helpers/eventually.ts";
 import { plan } from "./helpers/load.ts";
 import { serve } from "./helpers/serve.ts";
 
@@ -21,7 +22,8 @@ const profile = mkdtempSync(join(tmpdir(), "wsm-chromium-"));
 let browser: BrowserContext;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (CI does this in .ci/run)`);
+  // Fail, never skip: a missing browser must not turn into a green run that tested no page.
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run \`bash scripts/test-setup\` (npm test does) or apt-get install -y --no-install-recommends chromium`);
   mkdirSync(OUT, { recursive: true });
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -127,13 +129,7 @@ describe("/dashboard", () => {
     const srv = await serve(["--workers", "2"]);
     const { page, problems, requests } = await watchedPage();
     const value = async (id: string) => Number((await page.locator(`#${id}`).textContent())!.replace(/,/g, ""));
-    const until = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
-      const deadline = Date.now() + timeoutMs;
-      while (!(await check())) {
-        if (Date.now() > deadline) throw new Error(`dashboard never showed ${what}`);
-        await Bun.sleep(200);
-      }
-    };
+    const until = (what: string, check: () => Promise<boolean>, timeoutMs: number) => eventually(check, { timeoutMs, what: `the dashboard to show ${what}`, intervalMs: 200 });
     try {
       await page.goto(`${srv.http}/dashboard`);
       await page.waitForSelector("#status.live", { timeout: 10_000 });

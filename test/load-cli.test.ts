@@ -18,10 +18,12 @@ afterAll(async () => { for (const s of stops.reverse()) await s(); });
 async function parse(argv: string[]): Promise<LoadOptions> {
   const program = buildProgram();
   const load = program.commands.find((c) => c.name() === "load")!;
-  let got: LoadOptions | null = null;
-  load.action((url: string | undefined, f: RawLoadFlags) => { got = loadOptions(url, f); });
+  const seen: { got: LoadOptions | null } = { got: null };
+  load.action((url: string | undefined, f: RawLoadFlags) => { seen.got = loadOptions(url, f); });
   await program.parseAsync(translateClassicFlags(["load", ...argv]), { from: "user" });
-  return got!;
+  // Without this, two parses that never reached the action would compare equal (null and null).
+  if (seen.got === null) throw new Error(`the load command's action never ran for: ${argv.join(" ")}`);
+  return seen.got;
 }
 
 describe("flags", () => {

@@ -4,6 +4,7 @@ import { runLoad } from "../src/load/coordinator.ts";
 import type { LoadReport } from "../src/load/report.ts";
 import { acceptFor } from "../src/protocol/handshake.ts";
 import { bunEcho, closedPort, local, nodeServer, plan, rawServer, runCli } from "./helpers/load.ts";
+import { readUntil } from "./helpers/read.ts";
 
 const stops: (() => unknown)[] = [];
 afterAll(async () => { for (const s of stops.reverse()) await s(); });
@@ -61,8 +62,7 @@ describe("dial failures by cause", () => {
     // A Python listener that never accepts: once its backlog is full the kernel drops further SYNs.
     const py = Bun.spawn(["python3", "-c", "import socket,sys,time\ns=socket.socket();s.bind(('127.0.0.1',0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()"], { stdin: "pipe", stdout: "pipe" });
     stops.push(() => { py.kill(); });
-    const reader = py.stdout.getReader();
-    const port = Number(new TextDecoder().decode((await reader.read()).value));
+    const port = Number((await readUntil(py.stdout, /^(\d+)\n/, 10_000))[1]);
     const r = await runLoad(plan(local(port), { connections: 12, durationS: 0, handshakeTimeoutMs: 500 }));
     // The first couple fit in the backlog (TCP connects, no upgrade answer); the rest time out in connect.
     const by = Object.fromEntries(r.errors.map((e) => [e.cause, e.count]));
@@ -120,7 +120,8 @@ describe("limits, provoked in the CLI", () => {
       "ip link set lo up",
       "sysctl -qw net.ipv4.ip_local_port_range='40000 40049'",
       `${process.execPath} -e 'const s=Bun.serve({port:7000,hostname:"127.0.0.1",fetch:(r,x)=>x.upgrade(r)?undefined:new Response("",{status:400}),websocket:{message(){}}});setTimeout(()=>s.stop(true),20000)' & srv=$!`,
-      "sleep 0.5",
+      // Wait for the listener without dialing it (a probe would spend one of the 50 ports): poll the socket table.
+      "i=0; until ss -Hltn 'sport = :7000' | grep -q LISTEN; do i=$((i+1)); if [ $i -gt 200 ]; then echo 'the server never listened' >&2; kill $srv; exit 3; fi; sleep 0.05; done",
       `${process.execPath} ${JSON.stringify(require.resolve("../src/cli.ts"))} load ws://127.0.0.1:7000/ws --connections 80 --duration 0 --quiet --no-check --status-url off`,
       "code=$?; kill $srv; exit $code",
     ].join("\n");

@@ -2,8 +2,13 @@
 // a round due, and every planned send accounted for exactly once.
 import { describe, expect, test } from "bun:test";
 import { SendScheduler } from "../src/load/scheduler.ts";
+import { eventually } from "./helpers/eventually.ts";
 
-interface Call { slot: number; firstDue: number; count: number }
+interface Call {
+  slot: number;
+  firstDue: number;
+  count: number;
+}
 
 function collect(slots: number, intervalMs: number, worker = 0, workers = 1, total = slots) {
   const calls: Call[] = [];
@@ -23,8 +28,12 @@ describe("send scheduler", () => {
   test("on time: one send per call, each slot in turn", async () => {
     const { s, calls } = collect(50, 200);
     s.start(performance.now());
-    await Bun.sleep(450);
-    s.stop();
+    try {
+      // Into the second round: every slot has had its turn once.
+      await eventually(() => calls.length > 50, { timeoutMs: 3000, what: "more than 50 sends" });
+    } finally {
+      s.stop();
+    }
     expect(calls.length).toBeGreaterThan(50);
     expect(calls.every((c) => c.count === 1)).toBe(true);
     expect(calls.slice(0, 50).map((c) => c.slot)).toEqual([...Array(50).keys()]);
@@ -36,8 +45,11 @@ describe("send scheduler", () => {
     // Start 25 ms in the past: 250 sends are due at the first tick, 25 for each of the 10 slots.
     const t0 = performance.now() - 25;
     s.start(t0);
-    for (let i = 0; i < 50 && calls.length < 10; i++) await Bun.sleep(1);
-    s.stop();
+    try {
+      await eventually(() => calls.length >= 10, { timeoutMs: 3000, what: "a call for each of the 10 slots" });
+    } finally {
+      s.stop();
+    }
     const first = calls.slice(0, 10);
     expect(first.map((c) => c.slot).sort((a, b) => a - b)).toEqual([...Array(10).keys()]);
     expect(first.every((c) => c.count >= 25)).toBe(true);
@@ -49,10 +61,22 @@ describe("send scheduler", () => {
   test("with more slots than a tick may write, an overdue round still batches and recovers", async () => {
     const slots = 5000;
     const { s, calls } = collect(slots, 10);
+    // 30 ms overdue at 10 ms: at least 3 rounds (15,000 sends) due at the first tick, more than the
+    // 4,096 writes a tick may make one by one, so they must go out batched, one call per slot.
     s.start(performance.now() - 30);
-    for (let i = 0; i < 50 && calls.length < slots; i++) await Bun.sleep(1);
-    s.stop();
-    expect(calls.slice(0, slots).every((c) => c.count >= 3)).toBe(true);
+    try {
+      await eventually(() => calls.length >= slots, { timeoutMs: 3000, what: `a call for each of the ${slots} slots` });
+    } finally {
+      s.stop();
+    }
+    const first = calls.slice(0, slots);
+    // The first tick visits every slot exactly once, in order...
+    expect(first.map((c) => c.slot)).toEqual([...Array(slots).keys()]);
+    // ...handing each its 3 or more overdue sends in one call, the first of them planned at its own phase.
+    expect(first.filter((c) => c.count < 3).length).toBe(0);
+    expect(first.map((c) => c.firstDue)).toEqual(first.map((c) => s.dueAt(c.slot)));
+    // Every planned send went out exactly once, and the batch covered at least 3 rounds.
     expect(calls.reduce((n, c) => n + c.count, 0)).toBe(s.planned);
+    expect(s.planned).toBeGreaterThanOrEqual(3 * slots);
   });
 });
