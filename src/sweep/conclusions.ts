@@ -362,10 +362,19 @@ const perMsg = (r: RoundResult) => r.server!.cpuMicrosPerMessage;
 const perDoubling = (ratio: number, factor: number) => (ratio ** (1 / Math.log2(factor)) - 1) * 100;
 const mark = (ok: boolean) => (ok ? "confirmed" : "not confirmed");
 
+/** A test of the report: its line, or null with what could not be compared and why. */
+export interface Tested {
+  line: string | null;
+  omitted: string[];
+}
+
+const drawn = (line: string): Tested => ({ line, omitted: [] });
+const notDrawn = (why: string): Tested => ({ line: null, omitted: [why] });
+
 /** (a) The 1-minute load average against the cores in the rounds offering the most messages/s. */
-export function loadAverageTest(rounds: RoundResult[], machine: Pick<MachineInfo, "cores">, durationS: number): string | null {
+export function loadAverageTest(rounds: RoundResult[], machine: Pick<MachineInfo, "cores">, durationS: number): Tested {
   const ran = rounds.filter((r) => r.machine.load1Max > 0);
-  if (ran.length === 0) return null;
+  if (ran.length === 0) return notDrawn("(a): no load average was read");
   const top = Math.max(...ran.map((r) => r.offeredPerSec));
   const heaviest = ran.filter((r) => r.offeredPerSec === top);
   const over = heaviest.filter((r) => r.machine.load1Max > machine.cores);
@@ -373,20 +382,21 @@ export function loadAverageTest(rounds: RoundResult[], machine: Pick<MachineInfo
   const each = heaviest.map((r) => `${R(r)} ${dec(r.machine.load1Max, 2)} (busy ${dec(r.machine.busyCoresMean, 2)})`).join(", ");
   // The kernel's 1-minute figure moves toward a new level by 1 - e^(-t/60) in t seconds.
   const reach = (1 - Math.exp(-durationS / 60)) * 100;
-  return (
+  return drawn(
     `Report (a), "watch the load average": ${mark(confirmed)}. In the heaviest rounds (${count(top)} msg/s offered) the 1-minute load average peaked at ${each} ` +
-    `on ${plural(machine.cores, "core")}: ` +
-    (confirmed ? "runnable tasks outnumbered the cores, the machine was saturated" : "it stayed under the cores, so here it warned of nothing") +
-    (durationS < 60 ? `. A round of ${durationS} s moves it only ${dec(reach, 0)}% of the way to its level, so it understates short rounds.` : ".")
+      `on ${plural(machine.cores, "core")}: ` +
+      (confirmed ? "runnable tasks outnumbered the cores, the machine was saturated" : "it stayed under the cores, so here it warned of nothing") +
+      (durationS < 60 ? `. A round of ${durationS} s moves it only ${dec(reach, 0)}% of the way to its level, so it understates short rounds.` : ".")
   );
 }
 
 /** (b) Memory per connection against CPU per connection: which of them this machine runs out of first. */
-export function memoryVsCpuTest(rounds: RoundResult[], machine: Pick<MachineInfo, "cores" | "memTotalBytes">, c: Criteria): string | null {
+export function memoryVsCpuTest(rounds: RoundResult[], machine: Pick<MachineInfo, "cores" | "memTotalBytes">, c: Criteria): Tested {
   // Below a thousand connections the runtime's own growth (JIT, heap) swamps what the connections add.
   const mem = rounds.filter((r) => r.server && r.server.rssPerConnectionBytes > 0 && r.outcome.openAtRamp >= 1000);
   const cpu = rounds.filter((r) => notComparable(r, c) === null && r.outcome.openAtRamp > 0);
-  if (mem.length === 0 || cpu.length === 0 || machine.memTotalBytes <= 0) return null;
+  if (mem.length === 0 || machine.memTotalBytes <= 0) return notDrawn("(b): no round of 1,000 connections or more measured the server's memory");
+  if (cpu.length === 0) return notDrawn("(b): no round measured the server's CPU with the generator on schedule");
   const perConn = median(mem.map((r) => r.server!.rssPerConnectionBytes));
   const memConns = machine.memTotalBytes / perConn;
   const busiest = [...cpu].sort((a, b) => cores(b) - cores(a))[0]!;
@@ -399,18 +409,18 @@ export function memoryVsCpuTest(rounds: RoundResult[], machine: Pick<MachineInfo
       ? ` The report's round 1 ran at about ${dec(REPORT_R1.cpuCores)} of ${CLASSIC_CORES} cores for ${count(REPORT_R1.msgsPerSec)} echoes/s, ` +
         `${us1((REPORT_R1.cpuCores * 1e6) / REPORT_R1.msgsPerSec)} per echo; here R1 took ${us1(perMsg(r1))}.`
       : "";
-  return (
+  return drawn(
     `Report (b), "memory use is low and CPU use very high": ${mark(cpuConns < memConns)}. A connection cost the server ${kib(perConn)} of RSS (median), ` +
-    `so this machine's ${bytes(machine.memTotalBytes)} would hold about ${count(memConns)} connections; at ${R(busiest)}'s traffic (${busiest.label}) a connection ` +
-    `cost ${dec(cpuPerConn * 1000, 3)} ms of CPU a second, so ${plural(machine.cores, "core")} would hold about ${count(cpuConns)}: ` +
-    (cpuConns < memConns ? `CPU runs out ${dec(memConns / cpuConns, 0)} times sooner than memory` : "memory runs out first") +
-    `. In ${R(busiest)} the server used ${dec(s.cpuCores, 2)} cores (${dec((s.cpuCores / machine.cores) * 100, 0)}% of the machine) and ` +
-    `${bytes(s.peakRssBytes)} (${dec((s.peakRssBytes / machine.memTotalBytes) * 100, 1)}% of its memory).${vsReport}`
+      `so this machine's ${bytes(machine.memTotalBytes)} would hold about ${count(memConns)} connections; at ${R(busiest)}'s traffic (${busiest.label}) a connection ` +
+      `cost ${dec(cpuPerConn * 1000, 3)} ms of CPU a second, so ${plural(machine.cores, "core")} would hold about ${count(cpuConns)}: ` +
+      (cpuConns < memConns ? `CPU runs out ${dec(memConns / cpuConns, 0)} times sooner than memory` : "memory runs out first") +
+      `. In ${R(busiest)} the server used ${dec(s.cpuCores, 2)} cores (${dec((s.cpuCores / machine.cores) * 100, 0)}% of the machine) and ` +
+      `${bytes(s.peakRssBytes)} (${dec((s.peakRssBytes / machine.memTotalBytes) * 100, 1)}% of its memory).${vsReport}`
   );
 }
 
 /** (c) The payload alone changed: R1 (100 B) against R3 (200 B) and R4 (1,000 B), same connections and interval. */
-export function payloadTest(rounds: RoundResult[], c: Criteria): { line: string | null; omitted: string[] } {
+export function payloadTest(rounds: RoundResult[], c: Criteria): Tested {
   const pairs = [pair(rounds, 1, 3, c), pair(rounds, 1, 4, c)];
   const ok = pairs.filter((p): p is { a: RoundResult; b: RoundResult } => "a" in p);
   const omitted = pairs.flatMap((p, i) => ("why" in p ? [`(c) R1 vs R${i === 0 ? 3 : 4}: ${p.why}`] : []));
@@ -432,19 +442,17 @@ export function payloadTest(rounds: RoundResult[], c: Criteria): { line: string 
 }
 
 /** (d) The interval alone changed: R7 (200 ms) against R9 (100 ms), same connections and payload. */
-export function frequencyTest(rounds: RoundResult[], c: Criteria): { line: string | null; omitted: string[] } {
+export function frequencyTest(rounds: RoundResult[], c: Criteria): Tested {
   const p = pair(rounds, 7, 9, c);
-  if ("why" in p) return { line: null, omitted: [`(d) R7 vs R9: ${p.why}`] };
+  if ("why" in p) return notDrawn(`(d) R7 vs R9: ${p.why}`);
   const factor = p.a.intervalMs / p.b.intervalMs;
   const doubling = perDoubling(cores(p.b) / cores(p.a), factor);
-  return {
-    line:
-      `Report (d), "the send frequency moves the CPU a lot": ${mark(doubling >= FREQUENCY_A_LOT_PCT)}. ${R(p.a)} → ${R(p.b)} (${dec(factor, 0)}x the frequency, ` +
+  return drawn(
+    `Report (d), "the send frequency moves the CPU a lot": ${mark(doubling >= FREQUENCY_A_LOT_PCT)}. ${R(p.a)} → ${R(p.b)} (${dec(factor, 0)}x the frequency, ` +
       `every ${count(p.a.intervalMs)} → ${count(p.b.intervalMs)} ms, ${count(p.a.server!.msgsInPerSec)} → ${count(p.b.server!.msgsInPerSec)} msg/s): server CPU ` +
       `${dec(cores(p.a), 2)} → ${dec(cores(p.b), 2)} cores (${signed(change(cores(p.a), cores(p.b)))}); per doubling of the frequency ${signed(doubling)} ` +
       `(a lot: at least +${FREQUENCY_A_LOT_PCT}%, half of proportional).`,
-    omitted: [],
-  };
+  );
 }
 
 /**
@@ -452,49 +460,50 @@ export function frequencyTest(rounds: RoundResult[], c: Criteria): { line: strin
  * the message ratio the CPU followed (0: it followed the bytes, which were equal; 1: the messages) says which
  * one the server pays for, the question behind (c) and (d).
  */
-export function equalBytesTest(rounds: RoundResult[], c: Criteria): { line: string | null; omitted: string[] } {
+export function equalBytesTest(rounds: RoundResult[], c: Criteria): Tested {
   const p = pair(rounds, 10, 11, c);
-  if ("why" in p) return { line: null, omitted: [`R10 vs R11: ${p.why}`] };
+  if ("why" in p) return notDrawn(`R10 vs R11: ${p.why}`);
   const msgs = p.a.server!.msgsInPerSec / p.b.server!.msgsInPerSec;
   const bytesA = p.a.server!.msgsInPerSec * p.a.size;
   const bytesB = p.b.server!.msgsInPerSec * p.b.size;
   const share = Math.log(cores(p.a) / cores(p.b)) / Math.log(msgs);
   const messages = share >= 0.5;
-  return {
-    line:
-      `Equal byte rates, ${R(p.a)} vs ${R(p.b)} (${mib(bytesA)}/s and ${mib(bytesB)}/s in; ${dec(msgs, 2)}x the messages in ${R(p.a)}): server CPU ` +
+  return drawn(
+    `Equal byte rates, ${R(p.a)} vs ${R(p.b)} (${mib(bytesA)}/s and ${mib(bytesB)}/s in; ${dec(msgs, 2)}x the messages in ${R(p.a)}): server CPU ` +
       `${dec(cores(p.a), 2)} vs ${dec(cores(p.b), 2)} cores (${dec(cores(p.a) / cores(p.b), 2)}x), ${dec(share * 100, 0)}% of the way from equal to the message ratio: ` +
       (messages ? "CPU follows the messages, not the bytes, as the report's (c) and (d) say." : "CPU follows the bytes more than the messages, against the report's (c) and (d)."),
-    omitted: [],
-  };
+  );
 }
 
 /** R12 repeats R10: how far the same round's figures moved, the noise any other comparison sits in. */
-export function repeatabilityTest(rounds: RoundResult[], c: Criteria): { line: string | null; omitted: string[] } {
+export function repeatabilityTest(rounds: RoundResult[], c: Criteria): Tested {
   const p = pair(rounds, 10, 12, c);
-  if ("why" in p) return { line: null, omitted: [`repeatability R10 vs R12: ${p.why}`] };
+  if ("why" in p) return notDrawn(`repeatability R10 vs R12: ${p.why}`);
   const rate = (r: RoundResult) => r.traffic.achievedPerSec;
   const p99 = (r: RoundResult) => r.latency.rtt.p99Ms;
   const rtt = p.a.latency.rtt.count > 0 && p.b.latency.rtt.count > 0 ? `, round trip p99 ${ms(p99(p.a))} → ${ms(p99(p.b))} (${signed(change(p99(p.a), p99(p.b)))})` : "";
-  return {
-    line:
-      `Repeatability, ${R(p.b)} repeats ${R(p.a)}: server CPU per echo ${us1(perMsg(p.a))} → ${us1(perMsg(p.b))} (${signed(change(perMsg(p.a), perMsg(p.b)))}), ` +
+  return drawn(
+    `Repeatability, ${R(p.b)} repeats ${R(p.a)}: server CPU per echo ${us1(perMsg(p.a))} → ${us1(perMsg(p.b))} (${signed(change(perMsg(p.a), perMsg(p.b)))}), ` +
       `achieved ${count(rate(p.a))} → ${count(rate(p.b))} msg/s (${signed(change(rate(p.a), rate(p.b)))})${rtt}. ` +
       `A difference between other rounds smaller than these is within this machine's noise.`,
-    omitted: [],
-  };
+  );
 }
 
-/** The report's conclusions (a)-(d), the equal byte rates and the repeat, then what could not be compared and why. */
+/** The report's conclusions (a)-(d), the equal byte rates and the repeat, then what could not be tested and why. */
 function fieldReportTested(report: SweepReport): (string | null)[] {
   const rounds = report.rounds;
   const c = report.settings.criteria;
-  const pairs = [payloadTest(rounds, c), frequencyTest(rounds, c), equalBytesTest(rounds, c), repeatabilityTest(rounds, c)];
-  const omitted = pairs.flatMap((p) => p.omitted);
-  return [
+  const tests = [
     loadAverageTest(rounds, report.machine, report.settings.durationS),
     memoryVsCpuTest(rounds, report.machine, c),
-    ...pairs.map((p) => p.line),
-    omitted.length > 0 ? `Not compared (a pair needs both rounds run, the server measured and the generator on schedule): ${omitted.join("; ")}.` : null,
+    payloadTest(rounds, c),
+    frequencyTest(rounds, c),
+    equalBytesTest(rounds, c),
+    repeatabilityTest(rounds, c),
+  ];
+  const omitted = tests.flatMap((t) => t.omitted);
+  return [
+    ...tests.map((t) => t.line),
+    omitted.length > 0 ? `Not tested (a comparison needs its rounds run, the server measured and the generator on schedule): ${omitted.join("; ")}.` : null,
   ];
 }
