@@ -268,10 +268,10 @@ describe("the field report's conclusions, tested", () => {
     // R9 is the round the server spent the most CPU on.
     const yes = memoryVsCpuTest(classicRounds({ 2: { cpu: 12 }, 6: { cpu: 12 }, 8: { cpu: 12 }, 9: { cpu: 14 } }), MACHINE, C).line!;
     expect(yes).toMatch(/^Report \(b\), "memory use is low and CPU use very high": confirmed\./);
-    // 32 GiB / 4 KiB = 8,388,608 connections; 16 cores / (14 cores / 80,000) = 91,429.
-    expect(yes).toContain("this machine's 32 GiB would hold about 8,388,608 connections");
+    // 32 GiB / 4 KiB = 8,388,608 connections; 16 cores / (14 cores / 80,000) = 91,429; both to three significant digits.
+    expect(yes).toContain("this machine's 32 GiB would hold about 8,390,000 connections");
     expect(yes).toContain("at R9's traffic (80,000 (4 x 20,000) × 100 B every 100 ms)");
-    expect(yes).toContain("16 cores would hold about 91,429: CPU runs out 92 times sooner than memory");
+    expect(yes).toContain("16 cores would hold about 91,400: CPU runs out 92 times sooner than memory");
     // The report's round 1: 9.6 cores / 400,000 echoes/s.
     expect(yes).toContain("In R9 the server used 14.00 cores (88% of the machine)");
     expect(yes).toContain("24.0 µs per echo; here R1 took 20.0 µs");
@@ -306,6 +306,8 @@ describe("the field report's conclusions, tested", () => {
     expect(messages).toContain("server CPU 8.00 vs 4.40 cores (1.82x), 86% of the way from equal to the message ratio: CPU follows the messages");
     const bytes = equalBytesTest(classicRounds({ 10: { cpu: 8 }, 11: { cpu: 7.5 } }), C).line!;
     expect(bytes).toContain("9% of the way from equal to the message ratio: CPU follows the bytes more than the messages");
+    const both = equalBytesTest(classicRounds({ 10: { cpu: 8 }, 11: { cpu: 5.657 } }), C).line!;
+    expect(both).toContain("50% of the way from equal to the message ratio: CPU followed the messages and the bytes alike");
   });
 
   test("repeatability: how far R12 moved from R10, in percent", () => {

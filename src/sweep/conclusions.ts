@@ -11,6 +11,8 @@ import type { Criteria, MachineInfo, RoundResult, SweepReport } from "./schema.t
 const dec = (v: number, d = 1) => v.toFixed(d);
 const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
+/** An extrapolated count to three significant digits: its precision is no better. */
+const approx = (n: number) => count(Number(n.toPrecision(3)));
 const us = (v: number) => `${v >= 10 ? v.toFixed(0) : v.toFixed(1)} µs`;
 /** µs to a tenth: comparisons of close figures need the decimal. */
 const us1 = (v: number) => `${v.toFixed(1)} µs`;
@@ -411,8 +413,8 @@ export function memoryVsCpuTest(rounds: RoundResult[], machine: Pick<MachineInfo
       : "";
   return drawn(
     `Report (b), "memory use is low and CPU use very high": ${mark(cpuConns < memConns)}. A connection cost the server ${kib(perConn)} of RSS (median), ` +
-      `so this machine's ${bytes(machine.memTotalBytes)} would hold about ${count(memConns)} connections; at ${R(busiest)}'s traffic (${busiest.label}) a connection ` +
-      `cost ${dec(cpuPerConn * 1000, 3)} ms of CPU a second, so ${plural(machine.cores, "core")} would hold about ${count(cpuConns)}: ` +
+      `so this machine's ${bytes(machine.memTotalBytes)} would hold about ${approx(memConns)} connections; at ${R(busiest)}'s traffic (${busiest.label}) a connection ` +
+      `cost ${dec(cpuPerConn * 1000, 3)} ms of CPU a second, so ${plural(machine.cores, "core")} would hold about ${approx(cpuConns)}: ` +
       (cpuConns < memConns ? `CPU runs out ${dec(memConns / cpuConns, 0)} times sooner than memory` : "memory runs out first") +
       `. In ${R(busiest)} the server used ${dec(s.cpuCores, 2)} cores (${dec((s.cpuCores / machine.cores) * 100, 0)}% of the machine) and ` +
       `${bytes(s.peakRssBytes)} (${dec((s.peakRssBytes / machine.memTotalBytes) * 100, 1)}% of its memory).${vsReport}`
@@ -458,7 +460,7 @@ export function frequencyTest(rounds: RoundResult[], c: Criteria): Tested {
 /**
  * R10 against R11: the same payload bytes per second as twice the messages of half the size. The share of
  * the message ratio the CPU followed (0: it followed the bytes, which were equal; 1: the messages) says which
- * one the server pays for, the question behind (c) and (d).
+ * one the server pays for, the question behind (c) and (d); the middle third says both, neither clearly.
  */
 export function equalBytesTest(rounds: RoundResult[], c: Criteria): Tested {
   const p = pair(rounds, 10, 11, c);
@@ -467,11 +469,16 @@ export function equalBytesTest(rounds: RoundResult[], c: Criteria): Tested {
   const bytesA = p.a.server!.msgsInPerSec * p.a.size;
   const bytesB = p.b.server!.msgsInPerSec * p.b.size;
   const share = Math.log(cores(p.a) / cores(p.b)) / Math.log(msgs);
-  const messages = share >= 0.5;
+  const verdict =
+    share >= 2 / 3
+      ? "CPU follows the messages, not the bytes, as the report's (c) and (d) say."
+      : share <= 1 / 3
+        ? "CPU follows the bytes more than the messages, against the report's (c) and (d)."
+        : "CPU followed the messages and the bytes alike: neither explains it alone.";
   return drawn(
     `Equal byte rates, ${R(p.a)} vs ${R(p.b)} (${mib(bytesA)}/s and ${mib(bytesB)}/s in; ${dec(msgs, 2)}x the messages in ${R(p.a)}): server CPU ` +
       `${dec(cores(p.a), 2)} vs ${dec(cores(p.b), 2)} cores (${dec(cores(p.a) / cores(p.b), 2)}x), ${dec(share * 100, 0)}% of the way from equal to the message ratio: ` +
-      (messages ? "CPU follows the messages, not the bytes, as the report's (c) and (d) say." : "CPU follows the bytes more than the messages, against the report's (c) and (d)."),
+      verdict,
   );
 }
 
