@@ -262,6 +262,11 @@ describe("the field report's conclusions, tested", () => {
     const no = loadAverageTest(classicRounds({ 2: { load1: 9 }, 6: { load1: 30 }, 8: { load1: 8 }, 9: { load1: 12 } }), MACHINE, 60).line!;
     expect(no).toMatch(/: not confirmed\. .*it stayed under the cores/);
     expect(no).not.toContain("of the way");
+    expect(yes).not.toContain("other work");
+    // A machine already busy before the sweep's first connection: the figure is not the sweep's alone.
+    const busy = classicRounds(heavy);
+    busy[0]!.samples = [{ t: 0, roundT: 0, round: 1, phase: "ramp", client: null, server: null, machine: { busyCores: 16, load1: 18.5, load5: 17 } }];
+    expect(loadAverageTest(busy, MACHINE, 20).line).toContain("It already read 18.50 as the first round began: other work on this machine counts in it.");
   });
 
   test("(b) memory per connection against CPU per connection", () => {

@@ -1,7 +1,7 @@
 // `sweep --list`: the rounds as they will run on this machine (scaled, for a preset), without running
 // anything; an aligned table, or one JSON document with --json.
 import { count } from "../format.ts";
-import { fmtSize, offered, split } from "../sweep/rounds.ts";
+import { clientSplit, fmtSize, offered } from "../sweep/rounds.ts";
 import type { Round, SweepReport } from "../sweep/schema.ts";
 import { fmtBytes } from "./sweep-md.ts";
 import { renderTable, type Align } from "./table.ts";
@@ -54,7 +54,7 @@ export function renderRoundList(list: RoundList): string {
     : `${list.rounds.length} round${list.rounds.length === 1 ? "" : "s"} from ${list.source === "file" ? "the rounds file" : "the flag matrix"}`;
   const rows = list.rounds.map((r) => [
     String(r.round),
-    split(r) ?? "-",
+    clientSplit(r) ?? "-",
     count(r.connections),
     fmtSize(r.size),
     `${count(r.intervalMs)} ms`,

@@ -2,7 +2,7 @@
 // versions, the findings, and the find-max answer.
 import type { RoundResult, SweepReport } from "../sweep/schema.ts";
 import { latenessRule } from "../sweep/criteria.ts";
-import { fmtSize, split } from "../sweep/rounds.ts";
+import { clientSplit, fmtSize } from "../sweep/rounds.ts";
 import { count, shortMs } from "../format.ts";
 import { renderTable, type Align } from "./table.ts";
 
@@ -34,7 +34,7 @@ function result(r: RoundResult): string {
 
 /** The total, with the field report's split beside it when the round has one: "2,600 (4 x 650)". */
 function connectionsCell(r: Pick<RoundResult, "connections" | "clients">): string {
-  const parts = split(r);
+  const parts = clientSplit(r);
   return parts ? `${count(r.connections)} (${parts})` : count(r.connections);
 }
 
@@ -108,7 +108,7 @@ export function renderMarkdown(report: SweepReport): string {
   out.push("CPU in cores (1.00 = one core busy), the mean over each round's traffic; server CPU and RSS from /proc for a local server, " +
     "from its /stats otherwise; KiB/conn is the server's RSS growth over the ramp per connection; errors are failed dials, " +
     "connections missing after the ramp and dropped ones; load1 is the highest 1-minute load average seen during the round." +
-    (report.rounds.some((r) => split(r) !== null)
+    (report.rounds.some((r) => clientSplit(r) !== null)
       ? " A split such as 4 x N is the field report's, over its client machines; here all of them ran from this machine."
       : ""));
   out.push("");

@@ -329,9 +329,9 @@ function generatorBehind(failed: RoundResult[], c: Criteria): string | null {
 const REPORT_R1 = { cpuCores: 9.6, msgsPerSec: 400_000 };
 
 /** Payload "hardly moves" the CPU when a doubling of it adds less than this to the CPU per message, in percent. */
-export const PAYLOAD_HARDLY_PCT = 10;
+const PAYLOAD_HARDLY_PCT = 10;
 /** Frequency "moves it a lot" when a doubling of it adds at least this to the server's CPU, in percent (proportional: 100). */
-export const FREQUENCY_A_LOT_PCT = 50;
+const FREQUENCY_A_LOT_PCT = 50;
 
 /** The report's round number `n`, when it ran. */
 const roundNo = (rounds: RoundResult[], n: number) => rounds.find((r) => r.index === n);
@@ -384,11 +384,15 @@ export function loadAverageTest(rounds: RoundResult[], machine: Pick<MachineInfo
   const each = heaviest.map((r) => `${R(r)} ${dec(r.machine.load1Max, 2)} (busy ${dec(r.machine.busyCoresMean, 2)})`).join(", ");
   // The kernel's 1-minute figure moves toward a new level by 1 - e^(-t/60) in t seconds.
   const reach = (1 - Math.exp(-durationS / 60)) * 100;
+  // The load average is the machine's: what it read before the sweep's first connection was someone else's.
+  const before = rounds[0]?.samples[0]?.machine.load1 ?? 0;
+  const others = before >= machine.cores ? ` It already read ${dec(before, 2)} as the first round began: other work on this machine counts in it.` : "";
   return drawn(
     `Report (a), "watch the load average": ${mark(confirmed)}. In the heaviest rounds (${count(top)} msg/s offered) the 1-minute load average peaked at ${each} ` +
       `on ${plural(machine.cores, "core")}: ` +
       (confirmed ? "runnable tasks outnumbered the cores, the machine was saturated" : "it stayed under the cores, so here it warned of nothing") +
-      (durationS < 60 ? `. A round of ${durationS} s moves it only ${dec(reach, 0)}% of the way to its level, so it understates short rounds.` : ".")
+      (durationS < 60 ? `. A round of ${durationS} s moves it only ${dec(reach, 0)}% of the way to its level, so it understates short rounds.` : ".") +
+      others,
   );
 }
 

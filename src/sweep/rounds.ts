@@ -22,12 +22,12 @@ export function fmtSize(b: number): string {
 }
 
 /** The connections as the field report split them over its client machines: "4 x 650"; null for an unsplit round. */
-export function split(r: Pick<Round, "connections" | "clients">): string | null {
+export function clientSplit(r: Pick<Round, "connections" | "clients">): string | null {
   return r.clients !== undefined && r.clients > 1 ? `${r.clients} x ${count(r.connections / r.clients)}` : null;
 }
 
 export function roundLabel(r: Round): string {
-  const parts = split(r);
+  const parts = clientSplit(r);
   const conns = parts ? `${count(r.connections)} (${parts})` : count(r.connections);
   const traffic = r.inFlight ? `, ${count(r.inFlight)} in flight` : ` every ${count(r.intervalMs)} ms`;
   return `${conns} × ${fmtSize(r.size)}${traffic}`;
@@ -119,10 +119,10 @@ export function parseRound(item: unknown, where: string): Round {
 export const CLASSIC_CORES = 16;
 
 /** The field report ran every round from this many client machines, N connections each ("4 x N"). */
-export const CLASSIC_CLIENTS = 4;
+const CLASSIC_CLIENTS = 4;
 
 /** Every per-client count in the field report is a multiple of this; scaling keeps them multiples of its scaled value. */
-export const CLASSIC_STEP = 5000;
+const CLASSIC_STEP = 5000;
 
 /**
  * The field report's thirteen rounds, as it ran them and in its order: [connections per client machine,

@@ -153,7 +153,7 @@ function nextLevel(fm: FindMaxSettings, current: Round, b: Bracket, capacity: nu
 }
 
 /** A level must beat the one before by this much for the search to go on: less is noise, not headroom. */
-export const RATE_GAIN = 1.05;
+const RATE_GAIN = 1.05;
 
 /**
  * Closed loop at fixed connections: each level keeps `step` times more messages in flight per connection,
