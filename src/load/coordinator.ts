@@ -4,6 +4,7 @@
 import type { Subprocess } from "bun";
 import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
+import { rssBytes } from "../system/self.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import { addCounters, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
@@ -67,6 +68,7 @@ export function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<LoadRepo
 /** One run: its workers, the live sums, and the phases in order. */
 class LoadRun {
   private readonly startedAt = new Date();
+  private readonly coordinatorRss = rssBytes();
   private readonly t0 = nowMs();
   private readonly states: WorkerState[];
   private readonly samples: ProgressSnapshot[] = [];
@@ -114,7 +116,7 @@ class LoadRun {
     }
     this.setPhase("done");
     return buildReport(this.plan, this.states, {
-      startedAt: this.startedAt, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
+      startedAt: this.startedAt, coordinatorRssBytes: this.coordinatorRss, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
       serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError,
     });
   }

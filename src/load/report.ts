@@ -135,8 +135,15 @@ export interface LoadReport {
     cpuSeconds: number;
     /** Generator CPU during the run per message moved (sent + received). */
     cpuMicrosPerMessage: number;
+    /** The workers' peak RSS, summed (the coordinator's is apart: coordinatorRssBytes). */
     peakRssBytes: number;
     rssPerConnectionBytes: number;
+    /** The coordinating process's RSS when the run began. */
+    coordinatorRssBytes: number;
+    /** What the generator costs before its first connection: the coordinator plus every worker at rest. */
+    fixedRssBytes: number;
+    /** Processes: the coordinator and its workers. */
+    processes: number;
   };
   workers: WorkerFigures[];
   server: { url: string | null; atRamp: ServerConns | null; atEnd: ServerConns | null; error: string | null };
@@ -161,6 +168,7 @@ export interface WorkerOutcome {
 /** What the coordinator saw beside the workers. */
 export interface RunContext {
   startedAt: Date;
+  coordinatorRssBytes: number;
   samples: ProgressSnapshot[];
   warnings: string[];
   peakOpen: number;
@@ -343,6 +351,9 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
       cpuMicrosPerMessage: sentInRun + recvInRun > 0 ? Math.round((cpuRunUs / (sentInRun + recvInRun)) * 100) / 100 : 0,
       peakRssBytes: workers.reduce((n, w) => n + w.peakRssBytes, 0),
       rssPerConnectionBytes: openAtRamp > 0 ? Math.round(rssGrowth / openAtRamp) : 0,
+      coordinatorRssBytes: x.coordinatorRssBytes,
+      fixedRssBytes: x.coordinatorRssBytes + workers.reduce((n, w) => n + w.baseRssBytes, 0),
+      processes: 1 + workers.length,
     },
     workers,
     server: { url: x.statusUrl, atRamp: x.serverAtRamp, atEnd: x.serverAtEnd, error: x.serverAtRamp || x.serverAtEnd ? null : x.serverError },

@@ -89,7 +89,7 @@ export function renderLoadReport(r: LoadReport): string {
   out.push("Generator");
   const g = r.generator;
   out.push(`  CPU ${g.cpuSeconds.toFixed(2)} s` + (g.cpuMicrosPerMessage > 0 ? `, ${g.cpuMicrosPerMessage.toFixed(2)} µs per message during the run` : "") +
-    `; RSS peak ${mib(g.peakRssBytes)}, ${kib(g.rssPerConnectionBytes)} per connection`);
+    `; RSS fixed ${mib(g.fixedRssBytes)} (${g.processes} processes at rest), then ${kib(g.rssPerConnectionBytes)} per connection; workers' peak ${mib(g.peakRssBytes)}`);
   if (r.workers.length > 1 || r.workers.some((w) => w.error)) {
     const wrows = r.workers.map((w) => [
       String(w.index), String(w.pid), count(w.connections), count(w.openAtRamp), mib(w.peakRssBytes), kib(w.rssPerConnectionBytes),
