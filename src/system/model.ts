@@ -26,6 +26,12 @@ export interface Costs {
    * reclaimable, which it is not while the sockets are open.
    */
   bothBytes: number;
+  /**
+   * CPU per echoed message with both ends on one box and many sockets each sending one frame at a time (the
+   * demo's shape): client 23.1-24.8 µs (bench/load-echo-cpu.ts, single) + server 13.6-14.2 µs
+   * (bench/serve-echo-cpu.ts, single), mostly kernel time on loopback.
+   */
+  echoCpuMicros: number;
 }
 
 export const COSTS: Readonly<Costs> = Object.freeze({
@@ -35,7 +41,13 @@ export const COSTS: Readonly<Costs> = Object.freeze({
   processBytes: 26 * MiB,
   threadsPerProcess: 6,
   bothBytes: Math.round(8.2 * KiB),
+  echoCpuMicros: 37,
 });
+
+/** Echoes per second this many cores drive with both ends on the box, at full CPU. */
+export function echoCapacity(cores: number, costs: Costs = COSTS): number {
+  return (Math.max(1, cores) * 1e6) / costs.echoCpuMicros;
+}
 
 /** Descriptors each process keeps for itself (stdio, epoll, timers, IPC, the runtime's own files). */
 export const FD_HEADROOM = 100;
