@@ -6,6 +6,8 @@ import { registerLoad } from "./commands/load.ts";
 import { registerDoctor } from "./commands/doctor.ts";
 import { registerSweep } from "./commands/sweep.ts";
 import { registerDemo } from "./commands/demo.ts";
+import { registerAgent } from "./commands/agent.ts";
+import { registerMerge } from "./commands/merge.ts";
 import pkg from "../package.json" with { type: "json" };
 
 /**
@@ -46,6 +48,8 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerSweep(program);
   registerDemo(program);
+  registerAgent(program);
+  registerMerge(program);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }

@@ -10,6 +10,7 @@ import { runLoad } from "../load/coordinator.ts";
 import type { LoadReport } from "../load/report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderLoadReport } from "../report/load-report.ts";
+import { fleetOptions, runFleetLoad, wantsFleet, type FleetFlags } from "./fleet.ts";
 
 /** Flag defaults: the plan's own, in the flags' units. */
 const d = {
@@ -27,7 +28,7 @@ const d = {
   maxMessage: LOAD_DEFAULTS.maxMessage,
 };
 
-export interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subprotocol" | "sourcePorts" | "handshakeTimeoutMs"> {
+export interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subprotocol" | "sourcePorts" | "handshakeTimeoutMs">, FleetFlags {
   handshakeTimeout: number;
   header?: string[];
   subprotocol?: string[];
@@ -38,7 +39,7 @@ export interface RawLoadFlags extends Omit<LoadOptions, "url" | "header" | "subp
 
 /** The parsed flags as plan options (repeatables filled in, durations in the plan's units). */
 export function loadOptions(url: string | undefined, f: RawLoadFlags): LoadOptions {
-  const { handshakeTimeout, json: _json, quiet: _quiet, ...rest } = f;
+  const { handshakeTimeout, json: _json, quiet: _quiet, redis: _redis, agents: _agents, agentsTimeout: _at, redisGrace: _rg, ...rest } = f;
   return {
     ...rest, url, header: f.header ?? [], subprotocol: f.subprotocol ?? [], sourcePorts: f.sourcePorts ?? "explicit",
     handshakeTimeoutMs: Math.round(handshakeTimeout * 1000),
@@ -46,7 +47,7 @@ export function loadOptions(url: string | undefined, f: RawLoadFlags): LoadOptio
 }
 
 export function registerLoad(program: Command): void {
-  program
+  const load = program
     .command("load")
     .description("Open many WebSocket connections against any RFC 6455 server, drive traffic, report what happened")
     .argument("[url]", "ws://host:port/path of the server (or use -addr/--targets)")
@@ -73,8 +74,12 @@ export function registerLoad(program: Command): void {
     .option("--status-url <url|off>", "server connection count to show next to ours (default http://<first target>/conns)")
     .option("--no-check", "dial even when the plan check says the plan cannot work")
     .option("--json <file>", "write the full report as JSON")
-    .option("--quiet", "no live progress; report only")
-    .action(async (url: string | undefined, f: RawLoadFlags) => {
+    .option("--quiet", "no live progress; report only");
+  fleetOptions(load).action(async (url: string | undefined, f: RawLoadFlags) => {
+      if (wantsFleet(f)) {
+        await runFleetLoad(loadOptions(url, f), f, { json: f.json, quiet: f.quiet });
+        return;
+      }
       const { plan, warnings } = resolvePlan(loadOptions(url, f));
       for (const w of warnings) console.error(`warning: ${w}`);
       const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY), plan.mode === "receive" || plan.mode === "idle" ? "push" : "rtt");

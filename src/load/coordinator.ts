@@ -6,7 +6,7 @@ import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
 import { rssBytes } from "../system/self.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
-import { addCounters, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
+import { addCounters, encodeHistogram, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
 import { buildReport, type LoadPhase, type LoadReport, type ProgressSnapshot, type ServerConns, type WorkerOutcome } from "./report.ts";
 
@@ -15,6 +15,24 @@ export interface LoadHooks {
   onPhase?(phase: LoadPhase): void;
   /** Abort: skip to closing the connections (Ctrl-C). */
   signal?: AbortSignal;
+  /**
+   * A run spread over machines (agents/remote.ts): awaited before the ramp, the traffic and the close, so
+   * every machine's workers step together (their processes are already up when the wait before the ramp ends).
+   */
+  barrier?(phase: BarrierPhase): Promise<void>;
+  /** Once a second and at the end: what a coordinator on another machine needs to merge this run exactly. */
+  onFigures?(f: LiveFigures): void;
+}
+
+export type BarrierPhase = "ramp" | "run" | "close";
+
+export interface LiveFigures {
+  snap: ProgressSnapshot;
+  /** The workers as known now (live objects: read them at once). */
+  outcomes: readonly WorkerOutcome[];
+  /** The last second's round trips (or push latencies) and send lateness, encoded; "" when none. */
+  recentLatency: string;
+  recentLateness: string;
 }
 
 const WORKER_PATH = new URL("./worker.ts", import.meta.url).pathname;
@@ -82,6 +100,8 @@ class LoadRun {
   private serverAtRamp: ServerConns | null = null;
   private serverAtEnd: ServerConns | null = null;
   private serverError: string | null = null;
+  /** The last sample's live histograms, encoded before they are reset (only when onFigures wants them). */
+  private recent = { latency: "", lateness: "" };
 
   constructor(
     private readonly plan: LoadPlan,
@@ -99,10 +119,13 @@ class LoadRun {
       const snap = this.sampleNow();
       this.samples.push(snap);
       this.hooks.onProgress?.(snap);
+      this.figures(snap);
     }, 1000);
     try {
+      await this.hooks.barrier?.("ramp");
       await this.ramp();
       await this.traffic();
+      await this.hooks.barrier?.("close");
       this.serverAtEnd = await this.askServer();
       await this.close();
     } finally {
@@ -114,6 +137,7 @@ class LoadRun {
       this.samples.push(last);
       this.hooks.onProgress?.(last);
     }
+    this.figures(last);
     this.setPhase("done");
     return buildReport(this.plan, this.states, {
       startedAt: this.startedAt, coordinatorRssBytes: this.coordinatorRss, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
@@ -125,7 +149,9 @@ class LoadRun {
 
   private async ramp(): Promise<void> {
     this.setPhase("ramp");
-    for (const s of this.states) this.post(s, { t: "start", shard: s.shard });
+    // Aborted before the ramp (a remote run called off at its barrier): start the workers with nothing to dial.
+    const none = this.hooks.signal?.aborted === true;
+    for (const s of this.states) this.post(s, { t: "start", shard: none ? { ...s.shard, slots: 0 } : s.shard });
     await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
     this.serverAtRamp = await this.askServer();
   }
@@ -137,6 +163,8 @@ class LoadRun {
       this.warnings.push("no connection opened: skipped the traffic phase");
       return;
     }
+    if (hooks.signal?.aborted) return;
+    await hooks.barrier?.("run");
     if (hooks.signal?.aborted) return;
     this.setPhase("run");
     const start = nowMs() + 20;
@@ -233,6 +261,10 @@ class LoadRun {
     }
   }
 
+  private figures(snap: ProgressSnapshot): void {
+    this.hooks.onFigures?.({ snap, outcomes: this.states, recentLatency: this.recent.latency, recentLateness: this.recent.lateness });
+  }
+
   private setPhase(p: LoadPhase): void {
     this.phase = p;
     this.hooks.onPhase?.(p);
@@ -296,6 +328,9 @@ class LoadRun {
       lagMaxMs: Math.round(lag * 10) / 10,
       lateWorkers: late,
     };
+    if (this.hooks.onFigures) {
+      this.recent = { latency: live.totalCount ? encodeHistogram(live) : "", lateness: liveLateness.totalCount ? encodeHistogram(liveLateness) : "" };
+    }
     live.reset();
     liveLateness.reset();
     if (sum.open > this.peakOpen) this.peakOpen = sum.open;

@@ -71,7 +71,7 @@ function parseHeader(raw: string): [string, string] {
   return [k, raw.slice(i + 1).trim()];
 }
 
-function resolveTargets(o: LoadOptions): { targets: Target[]; path: string } {
+export function resolveTargets(o: Pick<LoadOptions, "url" | "addr" | "targets" | "path">): { targets: Target[]; path: string } {
   let path = o.path;
   let targets: Target[] = [];
   if (o.url) {
