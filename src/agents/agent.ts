@@ -55,6 +55,8 @@ class Run {
   readonly started: Record<BarrierPhase, number | null> = { ramp: null, run: null, close: null };
   seq = 0;
   interrupted: string | null = null;
+  /** No tick while Redis answered: nobody reads the run's stream any more. */
+  coordinatorGone = false;
   outcomes: WorkerOutcome[] = [];
   open = 0;
   outages: number[] = [];
@@ -181,6 +183,7 @@ export class Agent {
     if (run && this.bus.up && this.bus.stateForMs() > COORDINATOR_LOST_MS && now - run.lastTick > COORDINATOR_LOST_MS) {
       run.lastTick = now;
       this.o.log(`agent ${this.o.name}: run ${run.id}: the coordinator is gone (no tick for ${Math.round(COORDINATOR_LOST_MS / 1000)} s); stopping the plan`);
+      run.coordinatorGone = true;
       if (run.assign) run.stop("the coordinator is gone");
       else this.leaveRun(run);
     }
@@ -384,7 +387,7 @@ export class Agent {
       await this.bus.call("EXPIRE", keys.up(run.id), RUN_KEYS_TTL_S, "NX").catch(() => {});
     }
     const verdict = report.verdict.met ? "plan met" : "plan NOT met";
-    if (sent && !run.cutOff) {
+    if (sent && !run.cutOff && !run.coordinatorGone) {
       this.o.log(`agent ${this.o.name}: run ${run.id} done (${verdict}${run.interrupted ? `; ${run.interrupted}` : ""}); final report sent`);
       return;
     }
@@ -392,7 +395,8 @@ export class Agent {
     writeFileSync(path, JSON.stringify(final, null, 2) + "\n");
     // The outbox keeps the final for Redis's return only while this agent waits for a run; a new run starts clean.
     this.outbox = this.outbox.filter((e) => e.stream !== keys.up(run.id));
-    this.o.log(`agent ${this.o.name}: run ${run.id} done (${verdict}); ${sent ? "Redis was away past --redis-grace" : "Redis unreachable"}: final report written to ${path} (merge it with: wsmillion merge ${path} ...)`);
+    const why = run.coordinatorGone ? "the coordinator is gone" : sent ? "Redis was away past --redis-grace" : "Redis unreachable";
+    this.o.log(`agent ${this.o.name}: run ${run.id} done (${verdict}); ${why}: final report written to ${path} (merge it with: wsmillion merge ${path} ...)`);
   }
 
   /** Waits at a barrier for the coordinator's go instant, then until that instant on this machine's clock. */

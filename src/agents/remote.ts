@@ -280,9 +280,19 @@ class RemoteRun {
     return this.active().every((s) => s.at >= i);
   }
 
+  /** Redis away past the grace: the agents finish on their own and write their reports locally. */
+  private gaveUp(): boolean {
+    return !this.bus.up && this.bus.stateForMs() > this.r.graceS * 1000;
+  }
+
+  /** Stop stepping: aborted, or Redis gone for good. */
+  private stopped(): boolean {
+    return this.aborted !== null || this.gaveUp();
+  }
+
   private async steps(plan: LoadPlan): Promise<void> {
-    await this.until(() => this.allAt("ramp") || this.aborted !== null, READY_TIMEOUT_MS);
-    if (this.aborted) return;
+    await this.until(() => this.allAt("ramp") || this.stopped(), READY_TIMEOUT_MS);
+    if (this.stopped()) return;
     if (!this.allAt("ramp")) {
       const slow = this.active().filter((s) => s.at < 0).map((s) => s.name);
       await this.abort(`agents not ready within ${READY_TIMEOUT_MS / 1000} s: ${slow.join(", ")}`);
@@ -290,15 +300,15 @@ class RemoteRun {
     }
     await this.go("ramp");
     this.phase = "ramp";
-    await this.until(() => this.allAt("run") || this.aborted !== null, Number.MAX_SAFE_INTEGER);
-    if (this.aborted) return;
+    await this.until(() => this.allAt("run") || this.stopped(), Number.MAX_SAFE_INTEGER);
+    if (this.stopped()) return;
     this.serverAtRamp = await this.askServer(plan);
     await this.go("run");
     this.phase = "run";
     this.pollMs = SLOW_POLL_MS;
     void this.countCommands(true);
-    await this.until(() => this.allAt("close") || this.aborted !== null, Number.MAX_SAFE_INTEGER);
-    if (this.aborted) return;
+    await this.until(() => this.allAt("close") || this.stopped(), Number.MAX_SAFE_INTEGER);
+    if (this.stopped()) return;
     this.pollMs = FAST_POLL_MS;
     await this.countCommands(false);
     this.serverAtEnd = await this.askServer(plan);
@@ -307,7 +317,7 @@ class RemoteRun {
   }
 
   private async go(phase: BarrierPhase): Promise<void> {
-    for (;;) {
+    while (!this.stopped()) {
       try {
         const at = (await this.bus.time()) + LEAD_MS;
         await this.send({ t: "go", epoch: this.epoch, phase, at });
@@ -324,7 +334,7 @@ class RemoteRun {
     for (;;) {
       await this.until(() => this.active().length === 0, 1000);
       if (this.active().length === 0) return;
-      if (!this.bus.up && this.bus.stateForMs() > this.r.graceS * 1000) {
+      if (this.gaveUp()) {
         for (const s of this.active()) this.loseAgent(s, `no final report: Redis away for more than ${this.r.graceS} s (the agent writes its report locally: merge it with wsmillion merge)`);
         return;
       }
@@ -519,7 +529,8 @@ class RemoteRun {
   private async askServer(plan: LoadPlan): Promise<ServerConns | null> {
     if (!plan.statusUrl) return null;
     try {
-      const res = await fetch(plan.statusUrl, { signal: AbortSignal.timeout(1000) });
+      // Longer than a local run's 1 s: the server may be far, and the agents wait at the barrier anyway.
+      const res = await fetch(plan.statusUrl, { signal: AbortSignal.timeout(3000) });
       const body = (await res.json()) as { conns?: unknown; closed?: unknown };
       if (typeof body.conns === "number") return { conns: body.conns, closed: typeof body.closed === "number" ? body.closed : 0 };
       this.serverError = `${plan.statusUrl} did not answer {"conns":N}`;

@@ -44,6 +44,7 @@ class Link {
     try {
       await this.connectOnce();
     } catch (err) {
+      this.close(); // no reconnecting behind a failed start
       const why = await diagnose(this.url);
       throw new BusError(why ?? `cannot connect to ${this.url.display}: ${err instanceof Error ? err.message : String(err)}`);
     }
