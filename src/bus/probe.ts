@@ -75,6 +75,7 @@ export async function diagnose(url: RedisUrl, timeoutMs = 3000): Promise<string 
   if (/^NOAUTH/.test(text)) return `${where} needs a password: give it as redis://:PASSWORD@${url.host}:${url.port} (${text})`;
   if (/without any password configured/i.test(text)) return `${where} has no password set; drop it from the URL (${text})`;
   if (/DB index is out of range/i.test(text)) return `${where} has no database ${url.db} (${text})`;
+  if (/^DENIED .*protected mode/.test(text)) return `${where} is in protected mode (no password set, loopback clients only): give it a password (requirepass) and put it in the URL, or start it with --protected-mode no on a private network`;
   if (/^DENIED/.test(text)) return `${where} refuses this client: ${text}`;
   return `${where} said: ${text}`;
 }

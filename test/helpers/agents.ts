@@ -32,17 +32,18 @@ export function freePort(): number {
   return p;
 }
 
-export async function startRedis(extra: string[] = []): Promise<RedisServer> {
+/** `bind`: the address it listens on (a lab's bridge address, for agents in network namespaces). */
+export async function startRedis(extra: string[] = [], bind = "127.0.0.1"): Promise<RedisServer> {
   const port = freePort();
   const dir = mkdtempSync(join(tmpdir(), "wsm-redis-"));
   let proc: Subprocess | null = null;
-  const url = `redis://127.0.0.1:${port}`;
+  const url = `redis://${bind}:${port}`;
   const server: RedisServer = {
     port,
     url,
     dir,
     async start() {
-      proc = Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", ...extra], {
+      proc = Bun.spawn(["redis-server", "--port", String(port), "--bind", bind, "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", ...extra], {
         stdin: "ignore",
         stdout: "ignore",
         stderr: "ignore",
@@ -50,7 +51,7 @@ export async function startRedis(extra: string[] = []): Promise<RedisServer> {
       const pass = extra.includes("--requirepass") ? extra[extra.indexOf("--requirepass") + 1] : null;
       await eventually(
         async () => {
-          const c = new RedisClient(pass ? `redis://:${pass}@127.0.0.1:${port}` : url, { autoReconnect: false, connectionTimeout: 500 });
+          const c = new RedisClient(pass ? `redis://:${pass}@${bind}:${port}` : url, { autoReconnect: false, connectionTimeout: 500 });
           try {
             await c.connect();
             return (await c.send("PING", [])) === "PONG";
@@ -100,9 +101,9 @@ export interface Cli {
   exited: Promise<number>;
 }
 
-/** `wsmillion <args>` as a process whose output is kept (for agents and coordinators alike). */
-export function cli(args: string[], cwd?: string): Cli {
-  const proc = Bun.spawn([process.execPath, CLI, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd });
+/** `wsmillion <args>` as a process whose output is kept (for agents and coordinators alike); `wrap` runs it under another command (ip netns exec NS). */
+export function cli(args: string[], cwd?: string, wrap: string[] = []): Cli {
+  const proc = Bun.spawn([...wrap, process.execPath, CLI, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd });
   const out: Sink = { text: "" };
   const err: Sink = { text: "" };
   drain(proc.stdout, out);
@@ -131,8 +132,8 @@ export function cli(args: string[], cwd?: string): Cli {
 }
 
 /** An agent, started and ready (its "waiting for work" line printed). */
-export async function agent(redisUrl: string, name: string, extra: string[] = [], cwd?: string): Promise<Cli> {
-  const a = cli(["agent", "--redis", redisUrl, "--name", name, ...extra], cwd);
+export async function agent(redisUrl: string, name: string, extra: string[] = [], cwd?: string, wrap: string[] = []): Promise<Cli> {
+  const a = cli(["agent", "--redis", redisUrl, "--name", name, ...extra], cwd, wrap);
   await a.waitFor(/waiting for work/);
   return a;
 }
