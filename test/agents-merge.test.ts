@@ -13,6 +13,10 @@ import { completePlan, type LoadPlan } from "../src/load/plan.ts";
 import { buildReport, type WorkerOutcome } from "../src/load/report.ts";
 import type { LoadOptions } from "../src/load/plan-check.ts";
 import { readLimits, type Limits } from "../src/system/limits.ts";
+import { findProcess, parseCpuModes, parseSockstat, summarizeMonitor } from "../src/agents/monitor.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const base = readLimits();
 
@@ -34,7 +38,7 @@ function limits(over: { ports?: number; memBytes?: number; nofile?: number }): L
   return l;
 }
 
-const info = (l: Limits): AgentInfo => ({ host: "box", pid: 1, cores: 2, limits: l, sources: ["10.77.0.2"] });
+const info = (l: Limits): AgentInfo => ({ host: "box", pid: 1, cores: 2, limits: l, sources: ["10.77.0.2"], watching: null });
 
 function options(over: Partial<LoadOptions>): LoadOptions {
   return {
@@ -125,7 +129,7 @@ function outcome(index: number, rtts: number[]): WorkerOutcome {
 }
 
 const ctx = { startedAt: new Date(), coordinatorRssBytes: 0, samples: [], warnings: [], peakOpen: 0, statusUrl: null, serverAtRamp: null, serverAtEnd: null, serverError: null };
-const fleetCtx: FleetContext = { samples: [], warnings: [], events: [], peakOpen: 0, serverAtRamp: null, serverAtEnd: null, serverError: null, redisCommandsPerAgentPerSec: null };
+const fleetCtx: FleetContext = { samples: [], warnings: [], events: [], peakOpen: 0, serverAtRamp: null, serverAtEnd: null, serverError: null, redisCommandsPerAgentPerSec: null, monitors: [] };
 
 function agentReport(name: string, index: number, agents: number, fleetPlan: LoadPlan, perWorker: number[][]): AgentReport {
   const plan = { ...fleetPlan, connections: perWorker.length * 10, workers: perWorker.length, statusUrl: null };
@@ -222,5 +226,41 @@ describe("wire pieces", () => {
     expect(parseRedisUrl("redis://bob:pw@h")).toMatchObject({ port: 6379, user: "bob", db: 0, display: "redis://bob:***@h:6379" });
     expect(() => parseRedisUrl("http://h:1")).toThrow(/--redis takes redis:\/\//);
     expect(() => parseRedisUrl("redis://h:1/x")).toThrow(/database must be a number/);
+  });
+});
+
+describe("the monitor's readings", () => {
+  test("CPU by mode, sockstat, and the summary over the traffic", () => {
+    expect(parseCpuModes("cpu  100 5 50 800 10 1 20 0 0 0\ncpu0 1 2 3\n")).toEqual({ user: 100, nice: 5, system: 50, idle: 800, iowait: 10, irq: 1, softirq: 20, steal: 0 });
+    expect(parseSockstat("sockets: used 9\nTCP: inuse 412 orphan 3 tw 17 alloc 420 mem 61\nUDP: inuse 1\n")).toEqual({ inuse: 412, orphan: 3, timeWait: 17, memPages: 61 });
+    const cpu = { user: 0.5, nice: 0, system: 0.25, iowait: 0, irq: 0, softirq: 0.25, steal: 0, idle: 1 };
+    const sample = (t: number, tcp: number, tree: number) => ({
+      t, cpu, load: { load1: t, load5: 0, load15: 0, running: 1 }, memUsedBytes: t * 100, memTotalBytes: 1000, slabBytes: 0,
+      tcp: { inuse: tcp, timeWait: 0, orphan: 0, memPages: 0 }, tree: { root: 1, processes: 3, cpuCores: tree, rssBytes: 10 * t },
+    });
+    const s = summarizeMonitor([sample(1, 5, 9), sample(2, 10, 0.5), sample(3, 30, 1.5), sample(4, 99, 9)], 1, 3)!;
+    expect(s).toMatchObject({ seconds: 2, busyCoresMean: 1, userMean: 0.5, systemMean: 0.25, softirqMean: 0.25, load1Max: 3, memUsedMaxBytes: 300, tcpInuseMax: 30, treeCpuMean: 1, treeCpuMax: 1.5, treeRssMaxBytes: 30, treeProcessesMax: 3 });
+    expect(summarizeMonitor([sample(9, 1, 1)], 1, 3)).toBeNull();
+  });
+
+  test("a process found by name is the root of its tree", () => {
+    const root = mkdtempSync(join(tmpdir(), "wsm-proc-"));
+    try {
+      const proc = (pid: number, ppid: number, comm: string, argv: string[]): void => {
+        mkdirSync(join(root, String(pid)));
+        writeFileSync(join(root, String(pid), "comm"), `${comm}\n`);
+        writeFileSync(join(root, String(pid), "cmdline"), argv.join("\0") + "\0");
+        writeFileSync(join(root, String(pid), "stat"), `${pid} (${comm}) S ${ppid} 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 100 0 0\n`);
+      };
+      proc(50, 1, "bash", ["bash"]);
+      proc(70, 50, "redis-server", ["/usr/bin/redis-server", "*:6379"]);
+      proc(71, 70, "redis-server", ["/usr/bin/redis-server", "*:6379"]);
+      proc(90, 50, "bun", ["/usr/bin/bun", "src/cli.ts", "serve"]);
+      expect(findProcess("redis-server", root)).toBe(70);
+      expect(findProcess("bun", root)).toBe(90);
+      expect(findProcess("nginx", root)).toBeNull();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -12,6 +12,8 @@ import { mergeEncoded, newHistogram } from "../src/load/metrics.ts";
 import { descendants } from "../src/system/proc.ts";
 import { agent, cli, startRedis, stopAll, type Cli, type RedisServer } from "./helpers/agents.ts";
 import { bunEcho, closedPort } from "./helpers/load.ts";
+import { serve } from "./helpers/serve.ts";
+import { eventually } from "./helpers/eventually.ts";
 
 let clis: Cli[] = [];
 let redis: RedisServer[] = [];
@@ -20,7 +22,7 @@ let servers: { stop(force?: boolean): unknown }[] = [];
 
 afterEach(async () => {
   await stopAll(clis, redis);
-  for (const s of servers) s.stop(true);
+  for (const s of servers) await s.stop(true);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   clis = [];
   redis = [];
@@ -144,6 +146,41 @@ describe("a run on agents", () => {
   }, 60_000);
 });
 
+describe("a monitor on the target's machine", () => {
+  test("it generates no load, joins every run, and the report shows the server's machine and process tree during the traffic", async () => {
+    const r = await startRedis();
+    redis.push(r);
+    const srv = await serve(["--workers", "2"]);
+    servers.push({ stop: () => srv.stop() });
+    const mon = track(await agent(r.url, "m1", ["--monitor", "--pid", String(srv.proc.pid)]));
+    expect(mon.text()).toContain(`agent m1: monitor of pid ${srv.proc.pid} and its descendants`);
+    track(await agent(r.url, "a1"));
+    const json = join(tmp(), "fleet.json");
+    const coord = track(cli(["load", srv.url, "--connections", "200", "--duration", "4", "--interval", "100", "--redis", r.url, "--agents", "1", "--agents-timeout", "20", "--json", json]));
+    expect(await coord.exited).toBe(0);
+    const text = coord.text();
+    expect(text).toContain(`monitor m1 joined: `);
+    expect(text).toMatch(new RegExp(`Target machine: monitor m1 on .*, watching pid ${srv.proc.pid} and its descendants; during the traffic \\(\\d+ s`));
+    const rep = JSON.parse(readFileSync(json, "utf8")) as FleetReport;
+    // It generated no load: the one load agent has every connection.
+    expect(rep.fleet.agents.map((a) => a.name)).toEqual(["a1"]);
+    expect(rep.fleet.agents[0]!.connections).toBe(200);
+    const m = rep.fleet.monitors[0]!;
+    expect(m.name).toBe("m1");
+    expect(m.samples.length).toBeGreaterThanOrEqual(4);
+    expect(m.samples.every((s) => s.tree?.root === srv.proc.pid)).toBe(true);
+    const t = m.traffic!;
+    expect(t.seconds).toBeGreaterThanOrEqual(2);
+    expect(t.treeProcessesMax).toBeGreaterThanOrEqual(3); // the supervisor and its two workers
+    expect(t.treeCpuMean).toBeGreaterThan(0); // the server echoes 2,000 messages a second
+    expect(t.busyCoresMean).toBeGreaterThan(0);
+    expect(t.tcpInuseMax).toBeGreaterThanOrEqual(400); // both ends of 200 loopback connections
+    expect(t.treeRssMaxBytes).toBeGreaterThan(0);
+    // After the run it waits for the next one.
+    await eventually(async () => decode<Heartbeat>((await r.cmd("GET", keys.agent("m1"))) as string), (h) => h.role === "monitor" && h.state === "idle", 15_000, "m1 idle again");
+  }, 60_000);
+});
+
 describe("setup failures: one line, exit 2", () => {
   test("--agents without --redis, and the other way round", async () => {
     const a = track(cli(["load", "ws://127.0.0.1:1/ws", "--agents", "2"]));
@@ -173,6 +210,12 @@ describe("setup failures: one line, exit 2", () => {
     const none = track(cli(["load", "ws://127.0.0.1:1/ws", "--redis", `redis://127.0.0.1:${r.port}`, "--agents", "1"]));
     expect(await none.exited).toBe(2);
     expect(none.err.text).toMatch(/^wsmillion: Redis at 127\.0\.0\.1:\d+ needs a password: give it as redis:\/\/:PASSWORD@/);
+  });
+
+  test("--pid and --process belong to --monitor", async () => {
+    const a = track(cli(["agent", "--redis", "redis://127.0.0.1:1", "--pid", "1"]));
+    expect(await a.exited).toBe(2);
+    expect(a.err.text.trim()).toBe("wsmillion: --pid needs --monitor (a monitor watches a process; a load agent runs load)");
   });
 
   test("two agents with one name: the second is refused and says why", async () => {

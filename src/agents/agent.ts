@@ -18,6 +18,7 @@ import { runLoad, type BarrierPhase, type LiveFigures } from "../load/coordinato
 import type { LoadReport, WorkerOutcome } from "../load/report.ts";
 import { readLimits } from "../system/limits.ts";
 import { SelfSampler } from "../system/self.ts";
+import type { MachineMonitor } from "./monitor.ts";
 import { sleep } from "../sleep.ts";
 import { count } from "../format.ts";
 import {
@@ -33,6 +34,8 @@ export interface AgentOptions {
   graceS: number;
   /** Where final reports that Redis could not take are written. */
   outDir: string;
+  /** A monitor (role "monitor") samples the target's machine into each run instead of generating load. */
+  monitor: MachineMonitor | null;
   log(line: string): void;
 }
 
@@ -61,6 +64,8 @@ class Run {
   open = 0;
   outages: number[] = [];
   cutOff = false;
+  /** A monitor's once-a-second sampling while it is in the run. */
+  sampler: ReturnType<typeof setInterval> | null = null;
   done: Promise<void> = Promise.resolve();
 
   constructor(
@@ -101,7 +106,7 @@ export class Agent {
     const bus = await Bus.open(o.url, { reader: true });
     try {
       const clock = await bus.clock();
-      const info: AgentInfo = { host: hostname(), pid: process.pid, cores: cpus().length, limits: readLimits(), sources: ipv4Sources() };
+      const info: AgentInfo = { host: hostname(), pid: process.pid, cores: cpus().length, limits: readLimits(), sources: ipv4Sources(), watching: o.monitor?.describe() ?? null };
       const agent = new Agent(bus, o, clock, info);
       await agent.claim();
       return agent;
@@ -229,7 +234,7 @@ export class Agent {
   }
 
   private send(run: Run, msg: UpMsg): void {
-    const fig = msg.t === "fig";
+    const fig = msg.t === "fig" || msg.t === "mon";
     if (fig && run.cutOff && this.downSince !== null) return;
     this.outbox.push({ stream: keys.up(run.id), m: encode(msg), fig });
     if (this.outbox.length > FIGURES_KEPT) {
@@ -300,6 +305,11 @@ export class Agent {
       this.send(run, { t: "hello", name: this.o.name, instance: this.instance, version: VERSION, role: this.o.role, info: this.info, clock: run.clock });
       await this.beat();
     })();
+    const monitor = this.o.monitor;
+    if (monitor) {
+      monitor.sample(); // a fresh interval: the first sample covers the run's first second
+      run.sampler = setInterval(() => this.send(run, { t: "mon", name: this.o.name, at: Date.now() + run.clock.offsetMs, sample: monitor.sample() }), 1000);
+    }
   }
 
   private onCtl(run: Run, msg: CtlMsg): void {
@@ -336,6 +346,7 @@ export class Agent {
   }
 
   private leaveRun(run: Run): void {
+    if (run.sampler) clearInterval(run.sampler);
     if (this.run !== run) return;
     this.run = null;
     this.state = "idle";

@@ -7,6 +7,7 @@ import { buildReport, type LoadReport, type ProgressSnapshot, type ServerConns, 
 import { HIST_NAMES, type HistName } from "../load/metrics.ts";
 import type { LoadPlan } from "../load/plan.ts";
 import type { AgentReport, AgentShare, Clock } from "./protocol.ts";
+import type { MonitorReport } from "./monitor.ts";
 
 /** An agent whose final report never came: what the coordinator had of it. */
 export interface LostAgent {
@@ -61,6 +62,8 @@ export interface FleetSection {
   redisCommandsPerAgentPerSec: number | null;
   agentReports: AgentReport[];
   lost: LostAgent[];
+  /** The target's machine, from each monitor agent (`agent --monitor`), per second and over the traffic. */
+  monitors: MonitorReport[];
 }
 
 export type FleetReport = LoadReport & { fleet: FleetSection };
@@ -75,6 +78,7 @@ export interface FleetContext {
   serverAtEnd: ServerConns | null;
   serverError: string | null;
   redisCommandsPerAgentPerSec: number | null;
+  monitors: MonitorReport[];
 }
 
 export const PARTIAL_EXIT = 3;
@@ -187,6 +191,7 @@ export function mergeFleet(run: FleetSection["run"], fleetPlan: LoadPlan, report
       redisCommandsPerAgentPerSec: x.redisCommandsPerAgentPerSec,
       agentReports: ordered,
       lost,
+      monitors: x.monitors,
     },
   };
 }

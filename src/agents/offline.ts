@@ -43,9 +43,12 @@ export function mergeFiles(files: ReportFile[]): FleetReport {
   const x = fleet
     ? {
         samples: fleet.samples, events: fleet.fleet.events, peakOpen: fleet.connections.peakOpen, serverAtRamp: fleet.server.atRamp, serverAtEnd: fleet.server.atEnd,
-        serverError: fleet.server.error, redisCommandsPerAgentPerSec: fleet.fleet.redisCommandsPerAgentPerSec,
+        serverError: fleet.server.error, redisCommandsPerAgentPerSec: fleet.fleet.redisCommandsPerAgentPerSec, monitors: fleet.fleet.monitors,
       }
-    : { samples: mergeSamples(reports, fleetPlan.connections), events: [], peakOpen: 0, serverAtRamp: null, serverAtEnd: null, serverError: null, redisCommandsPerAgentPerSec: null };
+    : {
+        samples: mergeSamples(reports, fleetPlan.connections), events: [], peakOpen: 0, serverAtRamp: null, serverAtEnd: null, serverError: null,
+        redisCommandsPerAgentPerSec: null, monitors: [],
+      };
   const merged = mergeFleet(run!, fleetPlan, reports, [...lost.values()], { ...x, warnings: [] });
   // Without the coordinator's report, the shares say how many agents the run had: one without a file is missing.
   const seen = new Set([...reports.map((r) => r.share.index), ...[...lost.values()].map((l) => l.share.index)]);

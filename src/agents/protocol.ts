@@ -7,6 +7,7 @@ import type { BarrierPhase } from "../load/coordinator.ts";
 import type { Counters } from "../load/metrics.ts";
 import type { ProcessFigures } from "../load/ipc.ts";
 import type { Limits } from "../system/limits.ts";
+import type { MonitorSample } from "./monitor.ts";
 import pkg from "../../package.json" with { type: "json" };
 
 /** Agents and coordinators work together only when their wsmillion versions are equal. */
@@ -76,6 +77,8 @@ export interface AgentInfo {
   limits: Limits;
   /** IPv4 addresses of the machine's interfaces (what it can dial from). */
   sources: string[];
+  /** A monitor's watched process, in words (null for a load agent). */
+  watching: string | null;
 }
 
 export interface Clock {
@@ -126,7 +129,9 @@ export type UpMsg =
   | { t: "started"; name: string; epoch: number; phase: BarrierPhase; at: number; alone: boolean }
   | ({ t: "fig"; name: string; epoch: number; seq: number; at: number } & AgentFigures)
   | { t: "final"; name: string; epoch: number; report: AgentReport }
-  | { t: "error"; name: string; epoch: number; message: string };
+  | { t: "error"; name: string; epoch: number; message: string }
+  /** A monitor's sample of the target's machine, taken at `at` (Redis ms). */
+  | { t: "mon"; name: string; at: number; sample: MonitorSample };
 
 /** What an agent ran, all of it: sent as its final message, written locally when Redis cannot take it. */
 export interface AgentReport {

@@ -21,9 +21,10 @@ import type { LoadPhase, ProgressSnapshot, ServerConns, WorkerOutcome } from "..
 import { portsPerPair } from "../system/capacity.ts";
 import { sleep } from "../sleep.ts";
 import { mergeFleet, withStreamedLatency, type FleetReport, type LostAgent } from "./merge.ts";
+import { summarizeMonitor, type MonitorReport } from "./monitor.ts";
 import {
   HEARTBEAT_TTL_S, INBOX_MAXLEN, RUN_KEYS_TTL_S, TICK_EVERY_MS, VERSION, decode, encode, keys, runKeys,
-  type AgentFigures, type AgentReport, type CtlMsg, type Heartbeat, type InboxMsg, type UpMsg,
+  type AgentFigures, type AgentReport, type Clock, type CtlMsg, type Heartbeat, type InboxMsg, type UpMsg,
 } from "./protocol.ts";
 import { splitPlan, type Assignment, type FleetPlan } from "./split.ts";
 
@@ -78,6 +79,13 @@ interface Slot {
   released: boolean;
 }
 
+/** A monitor agent in the run: it generates no load; its samples of the target's machine go in the report. */
+interface MonitorSlot {
+  name: string;
+  hello: Extract<UpMsg, { t: "hello" }> | null;
+  samples: MonitorReport["samples"];
+}
+
 const PHASES: readonly BarrierPhase[] = ["ramp", "run", "close"];
 
 /** The run cannot be set up (agents missing, plan impossible, Redis unusable): one line, exit 2. */
@@ -94,6 +102,11 @@ class RemoteRun {
   private bus!: Bus;
   private upFrom = "0-0";
   private readonly slots = new Map<string, Slot>();
+  private readonly monitors = new Map<string, MonitorSlot>();
+  /** This process's clock against Redis's, to put the monitors' samples on the live samples' seconds. */
+  private clock: Clock = { offsetMs: 0, rttMs: 0 };
+  /** When the traffic's go and the close's were sent (seconds, as the live samples). */
+  private window = { from: Infinity, to: Infinity };
   private readonly refused = new Set<string>();
   private readonly busy = new Set<string>();
   private phase: LoadPhase = "starting";
@@ -136,6 +149,7 @@ class RemoteRun {
   async run(): Promise<FleetReport> {
     this.bus = await Bus.open(this.r.url);
     this.bus.onChange = (up) => this.redisChanged(up);
+    this.clock = await this.bus.clock();
     const ticker = setInterval(() => void this.tick(), TICK_EVERY_MS);
     const sampler = setInterval(() => this.sample(), 1000);
     const poller = this.pollLoop();
@@ -213,6 +227,12 @@ class RemoteRun {
         this.refused.add(name);
         this.r.log(`agent ${name} (${hb.host}) runs wsmillion ${hb.version}, this coordinator ${VERSION}: not used`);
         await this.inbox(name, { t: "refuse", run: this.id, reason: `it runs wsmillion ${hb.version} and the coordinator ${VERSION}; run the same version on both` });
+        continue;
+      }
+      if (hb.role === "monitor" && hb.state === "idle" && !this.monitors.has(name)) {
+        // Every idle monitor joins: they generate no load and count for nothing in --agents.
+        this.monitors.set(name, { name, hello: null, samples: [] });
+        await this.inbox(name, { t: "invite", run: this.id, version: VERSION, coordinator: `${hostname()} pid ${process.pid}` });
         continue;
       }
       if (hb.role !== "load" || hb.state !== "idle" || room <= 0) continue;
@@ -304,6 +324,7 @@ class RemoteRun {
     if (this.stopped()) return;
     this.serverAtRamp = await this.askServer(plan);
     await this.go("run");
+    this.window.from = this.seconds();
     this.phase = "run";
     this.pollMs = SLOW_POLL_MS;
     void this.countCommands(true);
@@ -313,6 +334,7 @@ class RemoteRun {
     await this.countCommands(false);
     this.serverAtEnd = await this.askServer(plan);
     await this.go("close");
+    this.window.to = this.seconds();
     this.phase = "closing";
   }
 
@@ -411,6 +433,16 @@ class RemoteRun {
   }
 
   private onUp(msg: UpMsg): void {
+    const mon = this.monitors.get(msg.name);
+    if (mon) {
+      if (msg.t === "hello" && !mon.hello) {
+        mon.hello = msg;
+        this.r.log(`monitor ${mon.name} joined: ${msg.info.host}, watching ${msg.info.watching ?? "the machine"}`);
+      } else if (msg.t === "mon") {
+        mon.samples.push({ t: Math.round(((msg.at - this.clock.offsetMs - performance.timeOrigin - this.t0) / 1000) * 10) / 10, ...msg.sample });
+      }
+      return;
+    }
     const s = this.slots.get(msg.name);
     if (msg.t === "busy") {
       if (s && !s.hello) this.slots.delete(msg.name);
@@ -598,6 +630,10 @@ class RemoteRun {
     return mergeFleet({ id: this.id, epoch: this.epoch, redis: this.r.url.display }, plan, reports, lost, {
       samples: this.samples, warnings: this.warnings, events: this.events, peakOpen: this.peakOpen,
       serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError, redisCommandsPerAgentPerSec: this.commandsPerAgentPerSec,
+      monitors: [...this.monitors.values()].filter((m) => m.hello !== null).map((m) => ({
+        name: m.name, host: m.hello!.info.host, watching: m.hello!.info.watching ?? "the machine", samples: m.samples,
+        traffic: summarizeMonitor(m.samples, this.window.from, Math.min(this.window.to, this.seconds())),
+      })),
     });
   }
 }

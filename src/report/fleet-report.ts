@@ -4,7 +4,8 @@
 import { renderTable } from "./table.ts";
 import { renderLoadReport } from "./load-report.ts";
 import { progressLine } from "./progress.ts";
-import { compact, count } from "../format.ts";
+import { bytes, compact, count } from "../format.ts";
+import type { MonitorReport } from "../agents/monitor.ts";
 import type { FleetReport } from "../agents/merge.ts";
 import type { FleetSnapshot } from "../agents/remote.ts";
 
@@ -27,6 +28,7 @@ export function renderFleetReport(r: FleetReport): string {
     align: ["left", "left", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "right", "left"],
   });
   out.push(table.split("\n").map((l) => `  ${l}`).join("\n"));
+  for (const m of f.monitors) out.push(...monitorLines(m));
   if (f.events.length > 0) {
     out.push("Events");
     for (const e of f.events) out.push(`  ${e}`);
@@ -38,6 +40,22 @@ export function renderFleetReport(r: FleetReport): string {
   if (f.partial) out.push(`Result: partial run (exit 3): ${r.verdict.reasons.join("; ")}`);
   else out.push(r.verdict.met ? "Result: plan met (exit 0)" : `Result: plan NOT met (exit 1): ${r.verdict.reasons.join("; ")}`);
   return out.join("\n");
+}
+
+/** The target's machine as one monitor saw it during the traffic. */
+function monitorLines(m: MonitorReport): string[] {
+  const head = `Target machine: monitor ${m.name} on ${m.host}, watching ${m.watching}`;
+  const t = m.traffic;
+  if (!t) return [head, `  no sample during the traffic (${m.samples.length} in all; see --json)`];
+  const lines = [
+    `${head}; during the traffic (${t.seconds} s, per second in --json)`,
+    `  CPU       ${t.busyCoresMean.toFixed(2)} cores busy on average (user ${t.userMean.toFixed(2)}, system ${t.systemMean.toFixed(2)}, softirq ${t.softirqMean.toFixed(2)}), peak ${t.busyCoresMax.toFixed(2)}; load1 peak ${t.load1Max}`,
+    `  memory    ${bytes(t.memUsedMaxBytes)} used at the peak of ${bytes(t.memTotalBytes)}${t.tcpInuseMax !== null ? `; TCP sockets in use, peak ${count(t.tcpInuseMax)}` : ""}`,
+  ];
+  if (t.treeCpuMean !== null) {
+    lines.push(`  process   ${t.treeCpuMean.toFixed(2)} cores on average, peak ${t.treeCpuMax!.toFixed(2)}; RSS peak ${bytes(t.treeRssMaxBytes!)} over ${t.treeProcessesMax} processes`);
+  }
+  return lines;
 }
 
 /** The fleet's progress line, then each agent's state and open connections. */

@@ -49,6 +49,7 @@ export async function startRedis(extra: string[] = [], bind = "127.0.0.1"): Prom
         stderr: "ignore",
       });
       const pass = extra.includes("--requirepass") ? extra[extra.indexOf("--requirepass") + 1] : null;
+      const started = proc;
       await eventually(
         async () => {
           const c = new RedisClient(pass ? `redis://:${pass}@${bind}:${port}` : url, { autoReconnect: false, connectionTimeout: 500 });
@@ -60,7 +61,12 @@ export async function startRedis(extra: string[] = [], bind = "127.0.0.1"): Prom
           }
         },
         { timeoutMs: 10_000, what: `redis-server on port ${port}` },
-      );
+      ).catch(async (err: unknown) => {
+        // Not answering (or refusing us): it is stopped here, since the caller never gets its handle.
+        started.kill("SIGKILL");
+        await started.exited;
+        throw err;
+      });
     },
     async stop() {
       const p = proc;
