@@ -364,6 +364,8 @@ export class Agent {
         signal: run.abort.signal,
         barrier: (phase) => this.barrier(run, a.epoch, phase),
         onFigures: (f) => this.figures(run, a.epoch, f),
+        // The server closes the whole fleet's connections at once, ours among them.
+        closingConnections: a.fleetPlan.connections,
       });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);

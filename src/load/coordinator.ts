@@ -22,6 +22,11 @@ export interface LoadHooks {
   barrier?(phase: BarrierPhase): Promise<void>;
   /** Once a second and at the end: what a coordinator on another machine needs to merge this run exactly. */
   onFigures?(f: LiveFigures): void;
+  /**
+   * Connections the server closes at the same time as ours (an agent's share is part of a fleet closing
+   * together): the close waits for the workers in proportion to these (default: this plan's).
+   */
+  closingConnections?: number;
 }
 
 export type BarrierPhase = "ramp" | "run" | "close";
@@ -181,7 +186,8 @@ class LoadRun {
   private async close(): Promise<void> {
     this.setPhase("closing");
     for (const s of this.states) this.post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
-    await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(this.plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
+    const closing = Math.max(this.plan.connections, this.hooks.closingConnections ?? 0);
+    await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(closing, CLOSE_TIMEOUT_MS + 5000), false);
   }
 
   /** Kills what did not report in time and waits (briefly) for every worker to exit. */
