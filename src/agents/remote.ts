@@ -18,7 +18,7 @@ import { mergeEncoded, newHistogram, encodeHistogram } from "../load/metrics.ts"
 import type { LoadOptions } from "../load/plan-check.ts";
 import type { LoadPlan } from "../load/plan.ts";
 import type { LoadPhase, ProgressSnapshot, ServerConns, WorkerOutcome } from "../load/report.ts";
-import { portsPerPair } from "../system/capacity.ts";
+import { portsPerPair, workerNofile } from "../system/capacity.ts";
 import { sleep } from "../sleep.ts";
 import { mergeFleet, withStreamedLatency, type FleetReport, type LostAgent } from "./merge.ts";
 import { summarizeMonitor, type MonitorReport } from "./monitor.ts";
@@ -130,6 +130,8 @@ class RemoteRun {
   private finished = false;
   private aborted: string | null = null;
   private commands: { at: number; total: number } | null = null;
+  /** The run's deadline on this process's clock (performance.now ms): agents stop by it, and so does every wait here. */
+  private deadline = Infinity;
   private commandsPerAgentPerSec: number | null = null;
 
   constructor(
@@ -287,6 +289,7 @@ class RemoteRun {
         await this.send({ t: "release", to: s.name, reason: "enough agents joined" });
       }
     }
+    this.deadline = performance.now() + (deadlineAt - now);
     for (const k of runKeys(this.id)) await this.bus.call("EXPIRE", k, Math.ceil((deadlineAt - now) / 1000) + RUN_KEYS_TTL_S);
     return fleet;
   }
@@ -310,9 +313,14 @@ class RemoteRun {
     return !this.bus.up && this.bus.stateForMs() > this.r.graceS * 1000;
   }
 
-  /** Stop stepping: aborted, or Redis gone for good. */
+  /** Past the run's deadline and the grace after it: whoever has not reported will not. */
+  private pastDeadline(): boolean {
+    return performance.now() > this.deadline + this.r.graceS * 1000;
+  }
+
+  /** Stop stepping: aborted, Redis gone for good, or past the deadline. */
   private stopped(): boolean {
-    return this.aborted !== null || this.gaveUp();
+    return this.aborted !== null || this.gaveUp() || this.pastDeadline();
   }
 
   private async steps(plan: LoadPlan): Promise<void> {
@@ -363,6 +371,10 @@ class RemoteRun {
       if (this.active().length === 0) return;
       if (this.gaveUp()) {
         for (const s of this.active()) this.loseAgent(s, `no final report: Redis away for more than ${this.r.graceS} s (the agent writes its report locally: merge it with wsmillion merge)`);
+        return;
+      }
+      if (this.pastDeadline()) {
+        for (const s of this.active()) this.loseAgent(s, "no final report by the run's deadline");
         return;
       }
     }
@@ -661,7 +673,7 @@ function describe(h: Extract<UpMsg, { t: "hello" }>): string {
     h.info.host,
     `${h.info.cores} cores`,
     mem !== null ? `${bytes(mem)} available` : "memory unknown",
-    `open files ${count(l.nofile.hard)}`,
+    `open files ${count(workerNofile(l))}`,
     range ? `ports ${range.low}-${range.high} (${count(portsPerPair(l))} per destination)` : "ports unknown",
     `sources ${h.info.sources.join(" ") || "none"}`,
     `clock offset ${h.clock.offsetMs >= 0 ? "+" : ""}${h.clock.offsetMs} ms (rtt ${h.clock.rttMs} ms)`,

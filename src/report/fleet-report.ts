@@ -21,7 +21,7 @@ export function renderFleetReport(r: FleetReport): string {
   out.push(`Agents (run ${f.run.id} on ${f.run.redis}${f.startSkewMs !== null ? `; start skew ${ms(f.startSkewMs)} ms on Redis's clock` : ""})`);
   const rows = f.agents.map((a) => [
     a.name, a.host, count(a.connections), count(a.openAtRamp), count(a.failed), count(a.dropped), count(a.sent), count(a.received),
-    a.status === "lost" ? "-" : ms(a.latencyP99Ms), a.cpuSeconds.toFixed(2), String(a.workers), `${signed(a.clockOffsetMs)} ms`,
+    a.status === "lost" || a.sent + a.received === 0 ? "-" : ms(a.latencyP99Ms), a.cpuSeconds.toFixed(2), String(a.workers), `${signed(a.clockOffsetMs)} ms`,
     a.startOffsetMs === null ? "-" : `+${ms(a.startOffsetMs)} ms`, a.note ? `${a.status}: ${a.note}` : a.status,
   ]);
   const table = renderTable(["agent", "host", "conns", "opened", "failed", "dropped", "sent", "received", mode, "cpu s", "workers", "clock", "start", "status"], rows, {
