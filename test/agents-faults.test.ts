@@ -61,8 +61,9 @@ describe("faults", () => {
   test("an agent killed mid-run: lost when its heartbeat expires, named with when, its last figures kept, the other goes on; exit 3", async () => {
     const s = await setup(2);
     const json = join(s.dir, "fleet.json");
-    const coord = track(cli(["load", s.url, "--connections", "200", "--duration", "6", "--interval", "100", "--redis", s.r.url, "--agents", "2", "--agents-timeout", "20", "--json", json]));
+    const coord = track(cli(["load", s.url, "--connections", "200", "--duration", "20", "--interval", "100", "--redis", s.r.url, "--agents", "2", "--agents-timeout", "20", "--json", json]));
     await coord.waitFor(/run .*open 200\/200.*msg\/s out [1-9]/, 30_000);
+    // Killed early in a long traffic phase: the loss (about 11 s later) comes while the other still sends.
     s.agents[1]!.proc.kill("SIGKILL");
     // Its workers notice their parent is gone and close their connections; the other agent's stay.
     await eventually(() => conns(s.srv) === 100, { timeoutMs: 10_000, what: "a2's connections to close" });
@@ -85,7 +86,7 @@ describe("faults", () => {
     expect(rep.latency.rtt.count).toBeGreaterThan(a1.report.latency.rtt.count);
     // a1 ran its whole plan.
     expect(a1.interrupted).toBeNull();
-    expect(a1.report.traffic.runSeconds).toBeGreaterThanOrEqual(5.9);
+    expect(a1.report.traffic.runSeconds).toBeGreaterThanOrEqual(19.9);
   }, 60_000);
 
   test("Redis stopped mid-run and started again: the agents go on, buffer their figures and report again; the run completes", async () => {
@@ -115,14 +116,14 @@ describe("faults", () => {
   test("Redis gone for good: the agents finish their plan and write their reports locally; merge rebuilds the run", async () => {
     const s = await setup(2, ["--redis-grace", "3"]);
     const json = join(s.dir, "fleet.json");
-    const coord = track(cli(["load", s.url, "--connections", "100", "--duration", "3", "--interval", "100", "--redis", s.r.url, "--agents", "2", "--agents-timeout", "20", "--redis-grace", "3", "--json", json]));
+    const coord = track(cli(["load", s.url, "--connections", "100", "--duration", "5", "--interval", "100", "--redis", s.r.url, "--agents", "2", "--agents-timeout", "20", "--redis-grace", "3", "--json", json]));
     await coord.waitFor(/run .*open 100\/100.*msg\/s out [1-9]/, 30_000);
     await s.r.stop();
     const files: string[] = [];
     for (const a of s.agents) {
       const m = await a.waitFor(/run \S+ done \(plan (?:NOT )?met\); Redis unreachable: final report written to (\S+) \(merge it with/, 40_000);
       files.push(m[1]!);
-      expect(a.text()).toMatch(/Redis away for 3 s \(--redis-grace\): the plan goes on; its final report will be written locally/);
+      expect(a.text()).toContain("Redis unreachable; the plan goes on, figures are kept");
     }
     expect(await coord.exited).toBe(3);
     expect(coord.text()).toMatch(/agent a1 lost: no final report: Redis away for more than 3 s/);

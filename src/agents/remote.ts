@@ -575,17 +575,25 @@ class RemoteRun {
 
   // Figures
 
+  /**
+   * The server's /conns. Twice at most: the first read may go out on a kept-alive connection the server has
+   * just closed for idleness (the barriers are seconds apart), and the second then goes on a fresh one.
+   */
   private async askServer(plan: LoadPlan): Promise<ServerConns | null> {
     if (!plan.statusUrl) return null;
-    try {
-      // Longer than a local run's 1 s: the server may be far, and the agents wait at the barrier anyway.
-      const res = await fetch(plan.statusUrl, { signal: AbortSignal.timeout(3000) });
-      const body = (await res.json()) as { conns?: unknown; closed?: unknown };
-      if (typeof body.conns === "number") return { conns: body.conns, closed: typeof body.closed === "number" ? body.closed : 0 };
-      this.serverError = `${plan.statusUrl} did not answer {"conns":N}`;
-    } catch (err) {
-      this.serverError = `${plan.statusUrl} not reachable (${err instanceof Error ? err.message : String(err)})`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        // Longer than a local run's 1 s: the server may be far, and the agents wait at the barrier anyway.
+        const res = await fetch(plan.statusUrl, { signal: AbortSignal.timeout(3000), keepalive: attempt === 0 });
+        const body = (await res.json()) as { conns?: unknown; closed?: unknown };
+        if (typeof body.conns === "number") return { conns: body.conns, closed: typeof body.closed === "number" ? body.closed : 0 };
+        this.serverError = `${plan.statusUrl} did not answer {"conns":N}`;
+        return null;
+      } catch (err) {
+        this.serverError = `${plan.statusUrl} not reachable (${err instanceof Error ? err.message : String(err)})`;
+      }
     }
+    this.event(`the server's count could not be read: ${this.serverError}`);
     return null;
   }
 
