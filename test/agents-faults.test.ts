@@ -3,6 +3,7 @@
 //   kept, the other goes on, exit 3;
 // - Redis stopped and started again: the agents keep running, buffer their figures, report again; exit 0;
 // - Redis gone for good: the agents finish, write their final reports locally, `merge` rebuilds the run;
+// - an agent stopped with SIGTERM, the coordinator interrupted: connections closed, figures kept, said so;
 // - the coordinator killed: the agents stop their plan, close their connections, write their reports.
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -143,6 +144,34 @@ describe("faults", () => {
     expect(code).toBe(rep.verdict.met ? 0 : 1);
     expect(rep.counters.msgsOut).toBe(reports[0]!.report.counters.msgsOut + reports[1]!.report.counters.msgsOut);
     expect(rep.connections.openAtRamp).toBe(100);
+  }, 60_000);
+
+  test("an agent stopped (SIGTERM) mid-run closes its connections, sends what it measured and leaves; the run says it was interrupted", async () => {
+    const s = await setup(2);
+    const json = join(s.dir, "fleet.json");
+    const coord = track(cli(["load", s.url, "--connections", "200", "--duration", "8", "--interval", "100", "--redis", s.r.url, "--agents", "2", "--agents-timeout", "20", "--json", json]));
+    await coord.waitFor(/run .*open 200\/200.*msg\/s out [1-9]/, 30_000);
+    expect(await s.agents[1]!.stop("SIGTERM")).toBe(0);
+    expect(s.agents[1]!.text()).toMatch(/stopping: closing the run's connections[\s\S]*final report sent[\s\S]*agent a2: left/);
+    await eventually(() => conns(s.srv) === 100, { timeoutMs: 5000, what: "a2's connections closed at the server" });
+    expect(await coord.exited).toBe(1);
+    const rep = JSON.parse(readFileSync(json, "utf8")) as FleetReport;
+    expect(rep.fleet.partial).toBe(false);
+    expect(rep.verdict.reasons).toContain("agent a2 was interrupted: the agent was stopped");
+    expect(rep.fleet.agents.find((a) => a.name === "a2")).toMatchObject({ status: "interrupted", note: "the agent was stopped" });
+    expect(rep.counters.closedByUs).toBe(200);
+  }, 60_000);
+
+  test("the coordinator interrupted (SIGINT): the agents close their connections and report; exit 130", async () => {
+    const s = await setup(1);
+    const coord = track(cli(["load", s.url, "--connections", "100", "--duration", "60", "--interval", "100", "--redis", s.r.url, "--agents", "1", "--agents-timeout", "20"]));
+    await coord.waitFor(/run .*open 100\/100/, 30_000);
+    coord.proc.kill("SIGINT");
+    expect(await coord.exited).toBe(130);
+    expect(coord.text()).toMatch(/run aborted: interrupted \(Ctrl-C\)/);
+    expect(coord.text()).toMatch(/^ {2}a1 .* interrupted: aborted by the coordinator: interrupted \(Ctrl-C\)$/m);
+    await eventually(() => conns(s.srv) === 0, { timeoutMs: 5000, what: "the agent's connections closed at the server" });
+    await s.agents[0]!.waitFor(/done \(plan (?:NOT )?met; aborted by the coordinator: interrupted \(Ctrl-C\)\); final report sent/);
   }, 60_000);
 
   test("the coordinator killed: the agents stop their plan, close their connections and write their reports", async () => {
