@@ -72,7 +72,7 @@ describe("usage errors: one line naming the flag, exit 2", () => {
     ["no target", ["load", "--connections", "10"], /no server to load: give ws:\/\/host:port\/path, -addr host:port or --targets/],
     ["bad targets", ["load", "--targets", "127.0.0.1-300:80"], /--targets: '127\.0\.0\.1-300:80'/],
     ["bad header", ["load", "ws://127.0.0.1:1/ws", "--header", "nocolon"], /--header takes Name:value/],
-    ["wss", ["load", "wss://127.0.0.1:1/ws"], /wss:\/\/ \(TLS\) is not supported/],
+    ["not a WebSocket URL", ["load", "http://127.0.0.1:1/ws"], /the target URL must start with ws:\/\/ or wss:\/\//],
     ["unknown flag", ["load", "ws://127.0.0.1:1/ws", "--frobnicate"], /unknown option '--frobnicate'/],
   ];
   for (const [what, args, re] of cases) {
@@ -119,9 +119,13 @@ describe("a run", () => {
     expect(r.stderr).toMatch(/open 200\/200/); // plain progress lines when not a terminal
     const j = JSON.parse(readFileSync(file, "utf8")) as LoadReport;
     expect(j.schema).toBe("wsmillion.load/1");
-    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "drops", "endedAt", "errors", "generator", "latency", "ourCloses", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
+    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "deflate", "drops", "endedAt", "errors", "generator", "latency", "ourCloses", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
+    expect(j.deflate).toBeNull();
     expect(j.connections).toMatchObject({ target: 200, opened: 200, failed: 0, closedByUs: 200 });
-    expect(Object.keys(j.latency).sort()).toEqual(["connect", "handshake", "lateness", "loopLag", "push", "rtt"]);
+    expect(Object.keys(j.latency).sort()).toEqual(["connect", "handshake", "lateness", "loopLag", "push", "rtt", "tls"]);
+    expect(j.latency.tls.count).toBe(0);
+    // Without deflate the wire carries each payload plus its 6-byte masked header, and one 8-byte close frame per connection.
+    expect(j.traffic.wireBytesOut).toBe(j.traffic.bytesOut + 6 * j.traffic.sent + 8 * 200);
     expect(j.latency.rtt.count).toBeGreaterThan(100);
     expect(j.latency.rtt.encoded.length).toBeGreaterThan(10);
     expect(j.traffic.offeredPerSec).toBe(2000);

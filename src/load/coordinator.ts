@@ -5,6 +5,7 @@ import type { Subprocess } from "bun";
 import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
 import { rssBytes } from "../system/self.ts";
+import { tlsOptionsFor } from "./connection.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import { addCounters, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
@@ -49,9 +50,10 @@ const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
 const LATE_MS = 1500;
 
 /** GET /conns on the server; null when the server has no such endpoint. */
-async function fetchServerConns(url: string, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
+async function fetchServerConns(url: string, tls: Bun.TLSOptions | null, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    // An https status URL is checked as the plan's wss connections are (--ca, --insecure, --servername).
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), ...(tls !== null ? { tls } : {}) });
     if (!res.ok) return { error: `${url} answered HTTP ${res.status}` };
     const body = (await res.json()) as { conns?: unknown; closed?: unknown };
     if (typeof body.conns !== "number") return { error: `${url} did not answer {"conns":N}` };
@@ -240,7 +242,7 @@ class LoadRun {
 
   private async askServer(): Promise<ServerConns | null> {
     if (!this.plan.statusUrl) return null;
-    const r = await fetchServerConns(this.plan.statusUrl);
+    const r = await fetchServerConns(this.plan.statusUrl, this.plan.tls !== null ? tlsOptionsFor(this.plan.tls) : null);
     if ("error" in r) {
       this.serverError = r.error;
       return null;

@@ -3,6 +3,7 @@
 // encoded HDR histograms merged) into it. Schema apart from orchestration: report/ and sweep/ read these
 // types without importing the coordinator.
 import { closeCodeMeaning } from "../protocol/close-codes.ts";
+import { offerHeader } from "../protocol/deflate.ts";
 import { formatTarget } from "../system/targets.ts";
 import type { ProcessFigures, WorkerToCoordinator } from "./ipc.ts";
 import {
@@ -127,10 +128,16 @@ export interface LoadReport {
     plannedSends: number;
     sent: number;
     received: number;
+    /** Message payload bytes (before compression out, after inflation in). */
     bytesOut: number;
     bytesIn: number;
+    /** WebSocket bytes as written and read after the upgrade (frame headers, compressed payloads; before TLS). */
+    wireBytesOut: number;
+    wireBytesIn: number;
     skippedBackpressure: number;
   };
+  /** permessage-deflate: what we offered and how servers answered, by opened connection (null: not offered). */
+  deflate: { offer: string; answers: { response: string; count: number }[] } | null;
   generator: {
     cpuSeconds: number;
     /** Generator CPU during the run per message moved (sent + received). */
@@ -344,7 +351,13 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
       received: c.msgsIn,
       bytesOut: c.bytesOut,
       bytesIn: c.bytesIn,
+      wireBytesOut: c.wireBytesOut,
+      wireBytesIn: c.wireBytesIn,
       skippedBackpressure: c.sendsSkipped,
+    },
+    deflate: plan.deflate === null ? null : {
+      offer: offerHeader(plan.deflate),
+      answers: Object.entries(merged.extensions).sort((a, b) => b[1] - a[1]).map(([response, count]) => ({ response, count })),
     },
     generator: {
       cpuSeconds: Math.round(cpuSeconds * 1000) / 1000,

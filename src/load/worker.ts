@@ -4,15 +4,17 @@
 // coordinator) or in-process through the LoadWorker class.
 import { RequestTemplate } from "../protocol/handshake.ts";
 import { MaskSource } from "../protocol/mask.ts";
-import { maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
+import { RSV1, maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
+import type { DeflateOffer } from "../protocol/deflate.ts";
 import { OP_BINARY } from "../protocol/constants.ts";
 import { STAMP_BYTES, nowMs } from "../protocol/stamp.ts";
 import { formatTarget } from "../system/targets.ts";
 import { cpuMicros, nofileSoft, openFds, rssBytes } from "../system/self.ts";
 import {
-  CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_UPGRADING,
-  abortDial, closeConn, dial, endFlushed, terminateConn, writeBytes, type ConnHost,
+  CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_TLS, ST_UPGRADING,
+  abortDial, closeConn, dial, endFlushed, isDialing, terminateConn, tlsOptionsFor, writeBytes, type ConnHost,
 } from "./connection.ts";
+import { Payload } from "./payload.ts";
 import { Metrics } from "./metrics.ts";
 import { SendScheduler } from "./scheduler.ts";
 import { localPortOf, sourceIndexOf, targetIndexOf } from "./addresses.ts";
@@ -37,6 +39,8 @@ export class LoadWorker implements ConnHost {
   readonly masks = new MaskSource();
   readonly templates: RequestTemplate[];
   readonly subprotocols: readonly string[];
+  readonly tls: Bun.TLSOptions | null;
+  readonly deflate: DeflateOffer | null;
   readonly maxMessage: number;
   readonly measure: number;
   readonly conns: Conn[];
@@ -67,6 +71,7 @@ export class LoadWorker implements ConnHost {
   private readonly echoNext = (c: Conn): void => {
     if (c.state === ST_OPEN) this.writeFrames(c, 1, null);
   };
+  private readonly payloadSource: Payload;
   private readonly payload: Uint8Array;
   /** Writes the send timestamp and sequence (protocol/stamp.ts layout) into the shared payload. */
   private readonly stamp: DataView | null;
@@ -89,15 +94,22 @@ export class LoadWorker implements ConnHost {
   private baseFds = 0;
 
   constructor(readonly shard: WorkerShard, private readonly emit: (msg: WorkerToCoordinator) => void) {
-    this.templates = shard.targets.map((t) => new RequestTemplate({ host: formatTarget(t), path: shard.path, subprotocols: shard.subprotocols, headers: shard.headers }));
+    // With --servername the Host header names the server as its certificate does, not the address dialled.
+    const serverName = shard.tls?.serverName ?? null;
+    this.templates = shard.targets.map((t) => new RequestTemplate({
+      host: formatTarget(serverName !== null ? { host: serverName, port: t.port } : t), path: shard.path, subprotocols: shard.subprotocols, headers: shard.headers, deflate: shard.deflate,
+    }));
     this.subprotocols = shard.subprotocols;
+    this.tls = shard.tls !== null ? tlsOptionsFor(shard.tls) : null;
+    this.deflate = shard.deflate;
     this.maxMessage = shard.maxMessage;
     this.measure = shard.mode === "receive" || shard.mode === "idle" ? MEASURE_PUSH : MEASURE_RTT;
     this.conns = new Array<Conn>(shard.slots);
     for (let k = 0; k < shard.slots; k++) {
       this.conns[k] = new Conn(this, k, targetIndexOf(this.globalSlot(k), shard.targets.length));
     }
-    this.payload = new Uint8Array(shard.size).fill(0x78);
+    this.payloadSource = new Payload(shard.payload, shard.size);
+    this.payload = this.payloadSource.bytes;
     this.frame = new Uint8Array(maxFrameBytes(shard.size));
     this.stamp = shard.size >= STAMP_BYTES ? new DataView(this.payload.buffer, 0, STAMP_BYTES) : null;
     this.batchFit = Math.max(1, Math.floor(MAX_BATCH_BYTES / this.frame.byteLength));
@@ -330,12 +342,13 @@ export class LoadWorker implements ConnHost {
       this.tqHead++;
       if (c.t0 !== t0) continue;
       if (c.state === ST_CONNECTING) abortDial(c, "ETIMEDOUT");
+      else if (c.state === ST_TLS) abortDial(c, "TLS_TIMEOUT");
       else if (c.state === ST_UPGRADING) abortDial(c, "HANDSHAKE_TIMEOUT");
     }
     // Drop settled entries from the head so the queue does not grow without bound.
     while (this.tqHead < this.tqConn.length) {
       const c = this.tqConn[this.tqHead]!;
-      if (c.t0 === this.tqT0[this.tqHead] && (c.state === ST_CONNECTING || c.state === ST_UPGRADING)) break;
+      if (c.t0 === this.tqT0[this.tqHead] && isDialing(c.state)) break;
       this.tqHead++;
     }
     if (this.tqHead > 4096 && this.tqHead * 2 > this.tqConn.length) {
@@ -380,7 +393,9 @@ export class LoadWorker implements ConnHost {
   /**
    * Writes `count` stamped frames in one write. `firstDue` (open loop) is when the first was planned, for
    * lateness; null in closed loop, where a frame goes when an echo returns and queues behind what is pending
-   * (at most --in-flight per connection, so nothing piles up).
+   * (at most --in-flight per connection, so nothing piles up). With permessage-deflate every message is
+   * compressed on its own (each carries its own stamp) and the frames go into the batch buffer, grown when
+   * a compressed frame would not fit (incompressible payloads grow a little).
    */
   private writeFrames(c: Conn, count: number, firstDue: number | null): void {
     const m = this.metrics;
@@ -392,8 +407,9 @@ export class LoadWorker implements ConnHost {
       m.counters.sendsSkipped += count - fit;
       count = fit;
     }
+    const pmd = c.pmd;
     let out = this.frame;
-    if (count > 1) {
+    if (count > 1 || pmd !== null) {
       if (this.batch.byteLength < count * frameLen) this.batch = new Uint8Array(Math.min(count * 2, fit) * frameLen);
       out = this.batch;
     }
@@ -406,7 +422,18 @@ export class LoadWorker implements ConnHost {
         v.setFloat64(0, performance.timeOrigin + now, true);
         v.setUint32(8, c.seq++ >>> 0, true);
       }
-      at += writeMaskedFrame(out, at, OP_BINARY, this.payload, size, this.masks);
+      if (pmd === null) at += writeMaskedFrame(out, at, OP_BINARY, this.payload, size, this.masks);
+      else {
+        if (this.payloadSource.varies) this.payloadSource.next();
+        const z = pmd.compress(this.payload);
+        const need = at + maxFrameBytes(z.byteLength);
+        if (need > out.byteLength) {
+          const grown = new Uint8Array(Math.max(need, out.byteLength * 2));
+          grown.set(out.subarray(0, at));
+          this.batch = out = grown;
+        }
+        at += writeMaskedFrame(out, at, OP_BINARY, z, z.byteLength, this.masks, true, RSV1);
+      }
       if (firstDue !== null) m.recordLatenessMs(now - (firstDue + i * interval));
     }
     writeBytes(c, out, at);

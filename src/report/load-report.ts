@@ -24,7 +24,7 @@ export function renderLoadReport(r: LoadReport): string {
   const out: string[] = [];
   const p = r.plan;
   const c = r.connections;
-  out.push(`wsmillion load: ${count(p.connections)} connections to ${p.targets.length === 1 ? p.targets[0] : `${p.targets.length} targets (${p.targets[0]} ...)`}${p.path}, mode ${p.mode}` +
+  out.push(`wsmillion load: ${count(p.connections)} connections to ${p.tls ? "wss://" : ""}${p.targets.length === 1 ? p.targets[0] : `${p.targets.length} targets (${p.targets[0]} ...)`}${p.path}, mode ${p.mode}` +
     (p.inFlight > 0 ? `, closed loop: ${p.inFlight} of ${p.size} B in flight per connection` : p.intervalMs > 0 ? `, ${p.size} B every ${p.intervalMs} ms` : "") + `, ${p.workers} worker${p.workers === 1 ? "" : "s"}`);
   out.push("");
   out.push("Connections");
@@ -58,6 +58,12 @@ export function renderLoadReport(r: LoadReport): string {
     }
   }
 
+  if (r.deflate) {
+    out.push("");
+    out.push(`permessage-deflate: offered '${r.deflate.offer}'; the server's answers`);
+    for (const a of r.deflate.answers) out.push(`  ${count(a.count).padStart(8)}  ${a.response === "none" ? "none (declined: messages go uncompressed)" : a.response}`);
+  }
+
   out.push("");
   out.push("Latency (ms)");
   const rows: string[][] = [];
@@ -79,6 +85,9 @@ export function renderLoadReport(r: LoadReport): string {
         (t.skippedBackpressure > 0 ? ` (${count(t.skippedBackpressure)} sends skipped: socket backpressure)` : ""));
     }
     out.push(`  received ${count(t.receivedPerSec)} msg/s; totals ${count(t.sent)} sent (${mib(t.bytesOut)}), ${count(t.received)} received (${mib(t.bytesIn)})`);
+    if (r.deflate) {
+      out.push(`  on the wire (frames, before TLS): ${mib(t.wireBytesOut)} out, ${mib(t.wireBytesIn)} in; payload/wire ${ratio(t.bytesOut, t.wireBytesOut)} out, ${ratio(t.bytesIn, t.wireBytesIn)} in`);
+    }
     if (r.latency.lateness.count > 0) {
       const l = r.latency.lateness;
       out.push(`  send lateness p99 ${ms(l.p99Ms)} ms, max ${ms(l.maxMs)} ms ${l.p99Ms > 10 ? "(the generator was behind: its own figures are suspect)" : "(the generator kept its schedule)"}`);
@@ -114,6 +123,11 @@ function causes(out: string[], title: string, figures: ErrorFigure[]): void {
     out.push(`  ${count(e.count).padStart(8)}  ${e.cause}: ${e.explanation}`);
     if (e.example) out.push(`            e.g. ${e.example}`);
   }
+}
+
+/** A compression ratio (payload bytes per wire byte), or n/a when nothing moved. */
+function ratio(payload: number, wire: number): string {
+  return wire > 0 ? `${(payload / wire).toFixed(2)}x` : "n/a";
 }
 
 function indent(s: string): string {
