@@ -1,7 +1,7 @@
 // `wsmillion load` on the command line: the classic Go flag line parsed exactly, usage errors (exit 2, one
 // line naming the flag), the plan check, the JSON report, and exit codes.
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildProgram, translateClassicFlags } from "../src/cli.ts";
@@ -61,6 +61,43 @@ describe("flags", () => {
   test("defaults", async () => {
     const { plan } = resolvePlan(await parse(["ws://127.0.0.1:8080"]));
     expect(plan).toMatchObject({ path: "/", connections: 1000, concurrency: 500, rate: 0, durationS: 10, holdS: 0, intervalMs: 1000, size: 100, mode: "echo", workers: 1, handshakeTimeoutMs: 10000 });
+  });
+});
+
+describe("TLS, deflate and payload flags become the plan", () => {
+  test("plain by default: no TLS, no deflate offer, fill payloads", async () => {
+    const { plan } = resolvePlan(await parse(["ws://127.0.0.1:8080/ws"]));
+    expect(plan).toMatchObject({ tls: null, deflate: null, payload: "fill" });
+  });
+
+  test("wss:// in the URL, in --targets, or --tls with --addr; https status URL; --servername and --ca carried", async () => {
+    const url = resolvePlan(await parse(["wss://127.0.0.1:8443/ws", "--insecure"])).plan;
+    expect(url).toMatchObject({ tls: { insecure: true, caFile: null, serverName: null }, statusUrl: "https://127.0.0.1:8443/conns" });
+    const targets = resolvePlan(await parse(["--targets", "wss://127.0.0.1-2:8443", "--insecure"])).plan;
+    expect(targets.tls).not.toBeNull();
+    expect(targets.targets).toEqual([{ host: "127.0.0.1", port: 8443 }, { host: "127.0.0.2", port: 8443 }]);
+    const dir = mkdtempSync(join(tmpdir(), "wsm-ca-"));
+    stops.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ca = join(dir, "ca.pem");
+    writeFileSync(ca, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+    const addr = resolvePlan(await parse(["--addr", "10.0.0.5:443", "--tls", "--servername", "gw.example.com", "--ca", ca])).plan;
+    expect(addr).toMatchObject({ tls: { insecure: false, caFile: ca, serverName: "gw.example.com" }, statusUrl: "https://10.0.0.5:443/conns" });
+  });
+
+  test("each --deflate-* flag implies --deflate; window bits bare or with a value", async () => {
+    const a = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate-server-no-context-takeover", "--deflate-client-max-window-bits"])).plan;
+    expect(a.deflate).toEqual({ clientNoContextTakeover: false, serverNoContextTakeover: true, clientMaxWindowBits: true, serverMaxWindowBits: null });
+    const b = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate", "--deflate-client-max-window-bits", "10", "--deflate-server-max-window-bits", "9", "--deflate-client-no-context-takeover"])).plan;
+    expect(b.deflate).toEqual({ clientNoContextTakeover: true, serverNoContextTakeover: false, clientMaxWindowBits: 10, serverMaxWindowBits: 9 });
+  });
+
+  test("--payload text; --deflate with the default fill payload warns that it compresses unrealistically", async () => {
+    const { plan, warnings } = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate"]));
+    expect(plan.payload).toBe("fill");
+    expect(warnings.join("\n")).toContain("--payload text sends JSON-like text");
+    const text = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate", "--payload", "text"]));
+    expect(text.plan.payload).toBe("text");
+    expect(text.warnings.join("\n")).not.toContain("--payload text");
   });
 });
 
