@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { runLoad } from "../load/coordinator.ts";
 import type { LoadReport } from "../load/report.ts";
 import { completePlan } from "../load/plan.ts";
-import { renderLoadReport } from "../report/load-report.ts";
+import { failedOrDropped, kernelSection, renderLoadReport } from "../report/load-report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderTable } from "../report/table.ts";
 import { Timeline, type TimelineSummary } from "../report/timeline.ts";
@@ -99,6 +99,8 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
     (x.serverCpuCores + x.loadCpuCores).toFixed(2),
     x.rttP99Ms ? x.rttP99Ms.toFixed(1) : "-",
   ]);
+  // The million run's resets were traced by hand to these counters: the written report keeps them too.
+  const kernel = kernelSection(report.kernel, failedOrDropped(report)).slice(1);
   const md = [
     `# wsmillion demo: ${fmt(report.plan.connections)} connections`,
     "",
@@ -114,6 +116,7 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
     renderTable(["t s", "phase", "open (ours)", "open (/conns)", "failed", "mem GiB", "cpu cores", "rtt p99 ms"], rows, { align: ["right", "left", "right", "right", "right", "right", "right", "right"] }),
     "```",
     "",
+    ...(kernel.length > 0 ? ["```", ...kernel, "```", ""] : []),
   ].join("\n");
   writeFileSync(join(dir, "demo.md"), md);
   writeFileSync(join(dir, "demo.svg"), timelineSvg(timeline.samples, `wsmillion demo: ${fmt(report.plan.connections)} connections on one machine`));

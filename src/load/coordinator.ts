@@ -4,7 +4,9 @@
 import type { Subprocess } from "bun";
 import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
+import { readLimits } from "../system/limits.ts";
 import { rssBytes } from "../system/self.ts";
+import { PhaseCounters } from "../system/tcp-counters.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import { addCounters, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
@@ -82,6 +84,8 @@ class LoadRun {
   private serverAtRamp: ServerConns | null = null;
   private serverAtEnd: ServerConns | null = null;
   private serverError: string | null = null;
+  /** The kernel's TCP counters, snapshotted here (before the first dial) and at the end of each phase. */
+  private readonly tcp = new PhaseCounters();
 
   constructor(
     private readonly plan: LoadPlan,
@@ -109,6 +113,8 @@ class LoadRun {
       clearInterval(sampler);
       await this.reap();
     }
+    // After the reap: a worker killed with connections open resets them as it exits.
+    this.tcp.end("close");
     const last = this.sampleNow();
     if (last.t > (this.samples.at(-1)?.t ?? 0)) {
       this.samples.push(last);
@@ -118,6 +124,7 @@ class LoadRun {
     return buildReport(this.plan, this.states, {
       startedAt: this.startedAt, coordinatorRssBytes: this.coordinatorRss, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
       serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError,
+      tcp: { phases: this.tcp.phases, unreadable: this.tcp.unread() }, limits: () => readLimits(),
     });
   }
 
@@ -127,6 +134,7 @@ class LoadRun {
     this.setPhase("ramp");
     for (const s of this.states) this.post(s, { t: "start", shard: s.shard });
     await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
+    this.tcp.end("ramp");
     this.serverAtRamp = await this.askServer();
   }
 
@@ -151,6 +159,8 @@ class LoadRun {
   }
 
   private async close(): Promise<void> {
+    // Run ends here: the traffic, the hold, and the server's count at the end.
+    this.tcp.end("run");
     this.setPhase("closing");
     for (const s of this.states) this.post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
     await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(this.plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
