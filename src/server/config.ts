@@ -1,4 +1,6 @@
 // ServerConfig: what `wsmillion serve` was asked to do, after flags are parsed and defaults applied.
+import type { ConnCount } from "./stats.ts";
+
 export const SERVER_MODES = ["echo", "sink", "push", "broadcast"] as const;
 export type ServerMode = (typeof SERVER_MODES)[number];
 export const BACKPRESSURE_POLICIES = ["close", "drop"] as const;
@@ -60,6 +62,8 @@ export interface WorkerSettings {
   cap: number;
   /** Connections it may hold at all: the open-files limit less a reserve. Past it, 503 whatever happens. */
   hardCap: number;
+  /** The cluster's /conns figure when the worker was started: what it answers until the supervisor's next push. */
+  count: ConnCount;
 }
 
 /** With pings on, a live peer is heard from once per ping interval (its pong), so the idle limit must be longer. */

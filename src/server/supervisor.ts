@@ -1,6 +1,7 @@
 // The supervisor: sizes and starts server workers, restarts the ones that die, decides which workers
-// listen (a full worker leaves the port group so the kernel stops handing it connections), answers the
-// workers' cluster queries with summed stats, and drains everything on shutdown.
+// listen (a full worker leaves the port group so the kernel stops handing it connections), pushes the
+// cluster's count to every worker, answers the workers' cluster queries with summed stats, and drains
+// everything on shutdown.
 import type { Subprocess } from "bun";
 import { availableParallelism, freemem } from "node:os";
 import { join } from "node:path";
@@ -8,7 +9,7 @@ import { CLOSE_ABNORMAL } from "../protocol/close-codes.ts";
 import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
-import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ServerCounters, type WorkerStats } from "./stats.ts";
+import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ConnCount, type ServerCounters, type WorkerStats } from "./stats.ts";
 
 const WORKER_ENTRY = join(import.meta.dir, "worker.ts");
 /** Open files a worker keeps for itself and for upgrades it refuses with 503 while full. */
@@ -19,6 +20,11 @@ const RESTART_BACKOFF_MS = [100, 500, 1000, 2000, 5000];
 const ARRANGE_DEBOUNCE_MS = 20;
 /** Longest an endpoint waits for every worker's fresh figures. */
 const REFRESH_MS = 200;
+/**
+ * How long count changes gather before the new /conns figure goes to every worker: one message per worker
+ * per period however many connections came and went, so the push stays O(workers) at a million.
+ */
+const PUSH_MS = 50;
 
 interface WorkerSlot {
   index: number;
@@ -34,6 +40,8 @@ interface WorkerSlot {
   ready: boolean;
   /** Has reported since the last refresh request. */
   reported: boolean;
+  /** Its latest open and closed counts (from a count message or a report, whichever came last). */
+  count: { open: number; closed: number } | undefined;
 }
 
 export interface Sizing {
@@ -105,6 +113,9 @@ class Supervisor {
   private readonly firstReady: Promise<void>;
   private refresh: { promise: Promise<ClusterStats>; done: () => void } | undefined;
   private arrangeTimer: Timer | undefined;
+  /** The /conns figure every ready worker was last sent. */
+  private pushed: ConnCount = { conns: 0, closed: 0 };
+  private pushTimer: Timer | undefined;
 
   constructor(
     private readonly config: ServerConfig,
@@ -133,10 +144,23 @@ class Supervisor {
     return this.slots.map((s) => s.proc.pid);
   }
 
+  /** What /conns answers: the workers' latest counts, plus what dead incarnations counted. */
+  count(): ConnCount {
+    let conns = 0;
+    let closed = this.retired.closed;
+    for (const s of this.slots) {
+      if (!s.count) continue;
+      conns += s.count.open;
+      closed += s.count.closed;
+    }
+    return { conns, closed };
+  }
+
   /** Drains every worker (close 1001) and resolves with the final stats. */
   async stop(): Promise<ClusterStats> {
     this.stopping = true;
     const timeoutMs = this.config.drainTimeout * 1000;
+    clearTimeout(this.pushTimer);
     for (const s of this.slots) this.post(s, { t: "drain", timeoutMs });
     // A worker that cannot finish its drain in time is killed; its connections count as closed.
     const deadline = setTimeout(() => {
@@ -152,7 +176,13 @@ class Supervisor {
   }
 
   private spawn(index: number, restarts = 0): void {
-    const settings: WorkerSettings = { config: { ...this.config, port: this.port }, index, cap: this.sizing.perWorker, hardCap: this.sizing.hardCap };
+    const settings: WorkerSettings = {
+      config: { ...this.config, port: this.port },
+      index,
+      cap: this.sizing.perWorker,
+      hardCap: this.sizing.hardCap,
+      count: this.pushed,
+    };
     const proc = Bun.spawn([process.execPath, WORKER_ENTRY], {
       env: { ...process.env, WSMILLION_WORKER: JSON.stringify(settings) },
       stdio: ["ignore", "inherit", "inherit"],
@@ -160,7 +190,19 @@ class Supervisor {
       ipc: (msg: WorkerToSupervisor) => this.onMessage(slot, msg),
       onExit: (_p, code, signal) => this.onExit(slot, code, signal),
     });
-    const slot: WorkerSlot = { index, proc, stats: undefined, listening: true, wantListen: true, lastResort: false, full: false, restarts, ready: false, reported: false };
+    const slot: WorkerSlot = {
+      index,
+      proc,
+      stats: undefined,
+      listening: true,
+      wantListen: true,
+      lastResort: false,
+      full: false,
+      restarts,
+      ready: false,
+      reported: false,
+      count: undefined,
+    };
     this.slots[index] = slot;
   }
 
@@ -171,13 +213,19 @@ class Supervisor {
         if (this.port === 0) this.port = msg.port;
         this.readyCount++;
         if (this.readyCount === 1) this.resolveFirst();
+        // It started with the figure of its spawn; pushes reach ready workers only, so bring it level now.
+        this.post(slot, { t: "conns", ...this.pushed });
         this.arrangeListeners();
         break;
       case "stats":
       case "drained":
         slot.stats = msg.stats;
         slot.reported = true;
+        this.updateCount(slot, msg.stats.open, msg.stats.closed);
         if (this.refresh && this.slots.every((s) => s.reported || !s.ready)) this.refresh.done();
+        break;
+      case "count":
+        this.updateCount(slot, msg.open, msg.closed);
         break;
       case "capacity":
         slot.full = msg.full;
@@ -217,6 +265,30 @@ class Supervisor {
       this.post(s, { t: "report" });
     }
     return promise;
+  }
+
+  /** A worker's latest count; a change schedules a push. */
+  private updateCount(slot: WorkerSlot, open: number, closed: number): void {
+    if (slot.count?.open === open && slot.count.closed === closed) return;
+    slot.count = { open, closed };
+    this.countChanged();
+  }
+
+  /** At most one push per PUSH_MS, and none while nothing changes. */
+  private countChanged(): void {
+    if (this.stopping) return;
+    this.pushTimer ??= setTimeout(() => {
+      this.pushTimer = undefined;
+      this.pushCount();
+    }, PUSH_MS);
+  }
+
+  /** Sends the cluster's count to every ready worker, if it differs from what they have. */
+  private pushCount(): void {
+    const now = this.count();
+    if (now.conns === this.pushed.conns && now.closed === this.pushed.closed) return;
+    this.pushed = now;
+    for (const s of this.slots) if (s.ready) this.post(s, { t: "conns", ...now });
   }
 
   /** Coalesces bursts of capacity changes (e.g. many clients leaving at once) so workers do not flap. */
@@ -273,16 +345,16 @@ class Supervisor {
 
   /** Moves a dead worker's counters to the retired tally; its open connections count as closed (1006). Returns how many it held. */
   private retire(slot: WorkerSlot): number {
-    const lost = slot.stats?.open ?? 0;
-    if (slot.stats) {
-      addServerCounters(this.retired, slot.stats);
-      if (slot.stats.open > 0) {
-        this.retired.closed += slot.stats.open;
-        countInto(this.retired.closedByCode, CLOSE_ABNORMAL, slot.stats.open);
-      }
-      slot.stats = undefined;
-    }
-    return lost;
+    const count = slot.count ?? { open: 0, closed: 0 };
+    if (slot.stats) addServerCounters(this.retired, slot.stats);
+    // Its count may be newer than its last report: closes since then are closed too (under no code: the
+    // report that would have carried them never came), and what it held at the end is lost.
+    this.retired.closed += count.closed - (slot.stats?.closed ?? 0) + count.open;
+    if (count.open > 0) countInto(this.retired.closedByCode, CLOSE_ABNORMAL, count.open);
+    slot.stats = undefined;
+    slot.count = undefined;
+    this.countChanged();
+    return count.open;
   }
 }
 
