@@ -64,6 +64,11 @@ export interface WorkerSettings {
   hardCap: number;
   /** The cluster's /conns figure when the worker was started: what it answers until the supervisor's next push. */
   count: ConnCount;
+  /**
+   * The first worker of a fresh server on a fixed port: it checks nobody else holds the port before joining
+   * it with reusePort, since a second reusePort server on the same port would silently share its connections.
+   */
+  claimPort: boolean;
 }
 
 /** With pings on, a live peer is heard from once per ping interval (its pong), so the idle limit must be longer. */

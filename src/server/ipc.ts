@@ -12,7 +12,9 @@ export type WorkerToSupervisor =
   | { t: "query"; id: number }
   | { t: "drained"; stats: WorkerStats }
   /** Its open and closed counts changed: sent at most once per coalescing period, never while idle. */
-  | { t: "count"; open: number; closed: number };
+  | { t: "count"; open: number; closed: number }
+  /** Bun.serve (or the check that the port is free) failed: the errno code and message, then the worker exits. */
+  | { t: "cannotListen"; code: string; message: string };
 
 export type SupervisorToWorker =
   /** `lastResort`: listening only because every worker is full, so upgrades past the cap get 503. */

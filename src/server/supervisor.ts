@@ -3,9 +3,11 @@
 // cluster's count to every worker, answers the workers' cluster queries with summed stats, and drains
 // everything on shutdown.
 import type { Subprocess } from "bun";
+import { isIP } from "node:net";
 import { availableParallelism, freemem } from "node:os";
 import { join } from "node:path";
 import { CLOSE_ABNORMAL } from "../protocol/close-codes.ts";
+import { ExpectedFailure } from "../flags.ts";
 import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
@@ -42,6 +44,8 @@ interface WorkerSlot {
   reported: boolean;
   /** Its latest open and closed counts (from a count message or a report, whichever came last). */
   count: { open: number; closed: number } | undefined;
+  /** Why it could not listen, as told to the user, when it said so before exiting. */
+  cannotListen: string | undefined;
 }
 
 export interface Sizing {
@@ -107,7 +111,7 @@ class Supervisor {
   port: number;
   private readyCount = 0;
   /** Set when the first worker exits before listening: nothing else can start either. */
-  private startError: string | undefined;
+  private startError: Error | undefined;
   private resolveFirst = (): void => {};
   /** Resolves when the first worker listens, or fails to. */
   private readonly firstReady: Promise<void>;
@@ -130,7 +134,7 @@ class Supervisor {
   async start(): Promise<void> {
     this.spawn(0);
     await this.firstReady;
-    if (this.startError) throw new Error(this.startError);
+    if (this.startError) throw this.startError;
     for (let i = 1; i < this.sizing.initial; i++) this.spawn(i);
     while (this.readyCount < this.sizing.initial && !this.startError) await Bun.sleep(5);
   }
@@ -182,6 +186,8 @@ class Supervisor {
       cap: this.sizing.perWorker,
       hardCap: this.sizing.hardCap,
       count: this.pushed,
+      // Only the very first worker on a fixed port: later ones join the group it made.
+      claimPort: this.port !== 0 && this.readyCount === 0 && this.slots.length === 0,
     };
     const proc = Bun.spawn([process.execPath, WORKER_ENTRY], {
       env: { ...process.env, WSMILLION_WORKER: JSON.stringify(settings) },
@@ -202,6 +208,7 @@ class Supervisor {
       ready: false,
       reported: false,
       count: undefined,
+      cannotListen: undefined,
     };
     this.slots[index] = slot;
   }
@@ -226,6 +233,9 @@ class Supervisor {
         break;
       case "count":
         this.updateCount(slot, msg.open, msg.closed);
+        break;
+      case "cannotListen":
+        slot.cannotListen = listenFailure(msg.code, msg.message, this.config.host, this.port);
         break;
       case "capacity":
         slot.full = msg.full;
@@ -329,14 +339,17 @@ class Supervisor {
   private onExit(slot: WorkerSlot, code: number | null, signal: NodeJS.Signals | number | null): void {
     if (this.slots[slot.index] !== slot) return;
     const lost = this.retire(slot);
+    const how = signal ? `signal ${signal}` : `exit ${code}`;
     if (!slot.ready && this.readyCount === 0) {
-      this.startError = `worker ${slot.index} exited before listening (code ${code ?? signal}); is port ${this.config.port} on ${this.config.host} free?`;
+      // A bind the machine refused is the user's to fix; any other early exit is a bug, and stays loud.
+      this.startError = slot.cannotListen ? new ExpectedFailure(slot.cannotListen) : new Error(`worker ${slot.index} exited before listening (${how})`);
       this.resolveFirst();
       return;
     }
     if (this.stopping) return;
     const delay = restartDelay(slot.restarts);
-    this.log(`worker ${slot.index} (pid ${slot.proc.pid}) died (${signal ? `signal ${signal}` : `exit ${code}`}) with ${lost} connections; restarting in ${delay} ms`);
+    const why = slot.cannotListen ? `could not listen: ${slot.cannotListen}` : `died (${how}) with ${lost} connections`;
+    this.log(`worker ${slot.index} (pid ${slot.proc.pid}) ${why}; restarting in ${delay} ms`);
     slot.ready = false;
     setTimeout(() => {
       if (!this.stopping) this.spawn(slot.index, slot.restarts + 1);
@@ -355,6 +368,22 @@ class Supervisor {
     slot.count = undefined;
     this.countChanged();
     return count.open;
+  }
+}
+
+/** A refused bind as one line for the user: the cause, and what to do about it. */
+export function listenFailure(code: string, message: string, host: string, port: number): string {
+  switch (code) {
+    case "EADDRINUSE":
+      return `port ${port} on ${host} is in use (another server?); pick another with --port, or --port 0 for a free one`;
+    case "EADDRNOTAVAIL":
+      return `${host} is not an address of this machine (EADDRNOTAVAIL); give one it has (ip -br addr) with --host, or --host 0.0.0.0 for all of them`;
+    case "EACCES":
+      return `no permission to listen on port ${port} (EACCES): ports below 1024 need root or CAP_NET_BIND_SERVICE; pick another with --port, or --port 0 for a free one`;
+    default:
+      // Bun reports a name it cannot resolve with whatever errno was left over (EINVAL, ENOTSUP, varying): the name is the cause.
+      if (isIP(host) === 0) return `--host ${host} is not an IP address, nor a name of this machine; give one such as 127.0.0.1, or 0.0.0.0 for all of them`;
+      return `cannot listen on ${host} port ${port}: ${message} (${code})`;
   }
 }
 

@@ -381,7 +381,26 @@ function main(): void {
   // Ctrl-C reaches the whole process group; the supervisor decides how workers stop.
   process.on("SIGINT", () => {});
   process.on("disconnect", () => drainAndExit(settings.config.drainTimeout * 1000));
-  worker.start();
+  try {
+    if (settings.claimPort) claimPort(settings.config.host, settings.config.port);
+    worker.start();
+  } catch (err) {
+    // A bind the machine refuses (port taken, address not ours, port needs root) is the user's to fix: the
+    // supervisor turns the cause into one line. Anything else is a bug and keeps its stack trace.
+    const e = err as NodeJS.ErrnoException;
+    if (e.syscall !== "listen" || typeof e.code !== "string") throw err;
+    send({ t: "cannotListen", code: e.code, message: e.message });
+    process.exit(2);
+  }
+}
+
+/**
+ * Throws if any other socket holds the port: a bind without reusePort fails even against a reusePort
+ * server, which Bun.serve with reusePort would silently join, sharing that server's connections. Bun.serve,
+ * not Bun.listen: Bun.listen's error for a host it cannot resolve has no errno code, so it would read as a bug.
+ */
+function claimPort(host: string, port: number): void {
+  Bun.serve({ hostname: host, port, fetch: () => new Response(null, { status: 503 }) }).stop(true);
 }
 
 if (import.meta.main) main();
