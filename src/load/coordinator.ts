@@ -49,6 +49,8 @@ interface WorkerState extends WorkerOutcome {
 const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
 /** A worker's figures older than this at a sample are late: its last rates are held and the line says so. */
 const LATE_MS = 1500;
+/** How long a server's /conns may take to catch up with our count at a phase change (see askServer). */
+const SERVER_SETTLE_MS = 1000;
 
 /** GET /conns on the server; null when the server has no such endpoint. */
 async function fetchServerConns(url: string, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
@@ -107,7 +109,7 @@ class LoadRun {
     try {
       await this.ramp();
       await this.traffic();
-      this.serverAtEnd = await this.askServer();
+      this.serverAtEnd = await this.askServer(this.states.reduce((n, s) => n + (s.held?.counters.open ?? 0), 0));
       await this.close();
     } finally {
       clearInterval(sampler);
@@ -135,7 +137,7 @@ class LoadRun {
     for (const s of this.states) this.post(s, { t: "start", shard: s.shard });
     await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
     this.tcp.end("ramp");
-    this.serverAtRamp = await this.askServer();
+    this.serverAtRamp = await this.askServer(this.states.reduce((n, s) => n + (s.ramped?.counters.open ?? 0), 0));
   }
 
   private async traffic(): Promise<void> {
@@ -248,14 +250,23 @@ class LoadRun {
     this.hooks.onPhase?.(p);
   }
 
-  private async askServer(): Promise<ServerConns | null> {
+  /**
+   * The server's /conns, to set beside `ours`. A server may publish its count a moment late (wsmillion
+   * serve's is pushed to its workers, about 0.1 s behind the last change), so while it differs from ours it
+   * is asked again, for up to SERVER_SETTLE_MS; a difference that outlasts that is real and kept as it is.
+   */
+  private async askServer(ours: number): Promise<ServerConns | null> {
     if (!this.plan.statusUrl) return null;
-    const r = await fetchServerConns(this.plan.statusUrl);
-    if ("error" in r) {
-      this.serverError = r.error;
-      return null;
+    const deadline = performance.now() + SERVER_SETTLE_MS;
+    for (;;) {
+      const r = await fetchServerConns(this.plan.statusUrl);
+      if ("error" in r) {
+        this.serverError = r.error;
+        return null;
+      }
+      if (r.conns === ours || performance.now() >= deadline) return r;
+      await sleep(100);
     }
-    return r;
   }
 
   /**
