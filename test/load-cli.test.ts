@@ -156,7 +156,7 @@ describe("a run", () => {
     expect(r.stderr).toMatch(/open 200\/200/); // plain progress lines when not a terminal
     const j = JSON.parse(readFileSync(file, "utf8")) as LoadReport;
     expect(j.schema).toBe("wsmillion.load/1");
-    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "deflate", "drops", "endedAt", "errors", "generator", "latency", "ourCloses", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
+    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "deflate", "drops", "endedAt", "errors", "generator", "kernel", "latency", "ourCloses", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
     expect(j.deflate).toBeNull();
     expect(j.connections).toMatchObject({ target: 200, opened: 200, failed: 0, closedByUs: 200 });
     expect(Object.keys(j.latency).sort()).toEqual(["connect", "handshake", "lateness", "loopLag", "push", "rtt", "tls"]);
@@ -169,6 +169,10 @@ describe("a run", () => {
     expect(j.samples.length).toBeGreaterThanOrEqual(2);
     expect(j.workers[0]!.rssPerConnectionBytes).toBeGreaterThan(0);
     expect(j.server.atRamp).toEqual({ conns: 200, closed: 0 });
+    // The kernel's counters for each phase, read on this machine (their values are the whole box's).
+    expect(Object.keys(j.kernel).sort()).toEqual(["notable", "phases", "scope", "unreadable"]);
+    expect(Object.keys(j.kernel.phases)).toEqual(["ramp", "run", "close"]);
+    expect(j.kernel.phases.ramp).toHaveProperty("TcpExtListenOverflows");
   }, 30_000);
 
   test("failed connections exit 1 with the cause explained", async () => {

@@ -4,8 +4,10 @@
 import type { Subprocess } from "bun";
 import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
+import { readLimits } from "../system/limits.ts";
 import { rssBytes } from "../system/self.ts";
 import { tlsOptionsFor } from "./connection.ts";
+import { PhaseCounters } from "../system/tcp-counters.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import { addCounters, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
@@ -48,6 +50,8 @@ interface WorkerState extends WorkerOutcome {
 const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
 /** A worker's figures older than this at a sample are late: its last rates are held and the line says so. */
 const LATE_MS = 1500;
+/** How long a server's /conns may take to catch up with our count at a phase change (see askServer). */
+const SERVER_SETTLE_MS = 1000;
 
 /** GET /conns on the server; null when the server has no such endpoint. */
 async function fetchServerConns(url: string, tls: Bun.TLSOptions | null, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
@@ -84,6 +88,8 @@ class LoadRun {
   private serverAtRamp: ServerConns | null = null;
   private serverAtEnd: ServerConns | null = null;
   private serverError: string | null = null;
+  /** The kernel's TCP counters, snapshotted here (before the first dial) and at the end of each phase. */
+  private readonly tcp = new PhaseCounters();
 
   constructor(
     private readonly plan: LoadPlan,
@@ -105,12 +111,14 @@ class LoadRun {
     try {
       await this.ramp();
       await this.traffic();
-      this.serverAtEnd = await this.askServer();
+      this.serverAtEnd = await this.askServer(this.states.reduce((n, s) => n + (s.held?.counters.open ?? 0), 0));
       await this.close();
     } finally {
       clearInterval(sampler);
       await this.reap();
     }
+    // After the reap: a worker killed with connections open resets them as it exits.
+    this.tcp.end("close");
     const last = this.sampleNow();
     if (last.t > (this.samples.at(-1)?.t ?? 0)) {
       this.samples.push(last);
@@ -120,6 +128,7 @@ class LoadRun {
     return buildReport(this.plan, this.states, {
       startedAt: this.startedAt, coordinatorRssBytes: this.coordinatorRss, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
       serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError,
+      tcp: { phases: this.tcp.phases, unreadable: this.tcp.unread() }, limits: () => readLimits(),
     });
   }
 
@@ -129,7 +138,8 @@ class LoadRun {
     this.setPhase("ramp");
     for (const s of this.states) this.post(s, { t: "start", shard: s.shard });
     await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
-    this.serverAtRamp = await this.askServer();
+    this.tcp.end("ramp");
+    this.serverAtRamp = await this.askServer(this.states.reduce((n, s) => n + (s.ramped?.counters.open ?? 0), 0));
   }
 
   private async traffic(): Promise<void> {
@@ -153,6 +163,8 @@ class LoadRun {
   }
 
   private async close(): Promise<void> {
+    // Run ends here: the traffic, the hold, and the server's count at the end.
+    this.tcp.end("run");
     this.setPhase("closing");
     for (const s of this.states) this.post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
     await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(this.plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
@@ -240,14 +252,24 @@ class LoadRun {
     this.hooks.onPhase?.(p);
   }
 
-  private async askServer(): Promise<ServerConns | null> {
+  /**
+   * The server's /conns, to set beside `ours`. A server may publish its count a moment late (wsmillion
+   * serve's is pushed to its workers, about 0.1 s behind the last change), so while it differs from ours it
+   * is asked again, for up to SERVER_SETTLE_MS; a difference that outlasts that is real and kept as it is.
+   */
+  private async askServer(ours: number): Promise<ServerConns | null> {
     if (!this.plan.statusUrl) return null;
-    const r = await fetchServerConns(this.plan.statusUrl, this.plan.tls !== null ? tlsOptionsFor(this.plan.tls) : null);
-    if ("error" in r) {
-      this.serverError = r.error;
-      return null;
+    const tls = this.plan.tls !== null ? tlsOptionsFor(this.plan.tls) : null;
+    const deadline = performance.now() + SERVER_SETTLE_MS;
+    for (;;) {
+      const r = await fetchServerConns(this.plan.statusUrl, tls);
+      if ("error" in r) {
+        this.serverError = r.error;
+        return null;
+      }
+      if (r.conns === ours || performance.now() >= deadline) return r;
+      await sleep(100);
     }
-    return r;
   }
 
   /**

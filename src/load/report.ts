@@ -4,7 +4,9 @@
 // types without importing the coordinator.
 import { closeCodeMeaning } from "../protocol/close-codes.ts";
 import { offerHeader } from "../protocol/deflate.ts";
+import type { Limits } from "../system/limits.ts";
 import { formatTarget } from "../system/targets.ts";
+import { kernelReport, type KernelPhase, type KernelReport, type TcpDeltas } from "../system/tcp-counters.ts";
 import type { ProcessFigures, WorkerToCoordinator } from "./ipc.ts";
 import {
   HIST_NAMES, MergedMetrics, addCounters, explainCause, mergeEncoded, newHistogram, ourCloseNote, summarize,
@@ -156,6 +158,12 @@ export interface LoadReport {
   server: { url: string | null; atRamp: ServerConns | null; atEnd: ServerConns | null; error: string | null };
   samples: ProgressSnapshot[];
   warnings: string[];
+  /**
+   * The kernel's TCP counters over each phase (listen overflows, resets, softnet drops...) and, for those that
+   * moved and matter, the likely cause and the doctor check whose fix applies. They are this machine's,
+   * every program's: both ends when the server runs here.
+   */
+  kernel: KernelReport;
 }
 
 /** What the coordinator learnt of one worker, in the order it learnt it; buildReport's input. */
@@ -183,6 +191,10 @@ export interface RunContext {
   serverAtRamp: ServerConns | null;
   serverAtEnd: ServerConns | null;
   serverError: string | null;
+  /** The kernel's TCP counters' rise over each phase, and the files that could not be read. */
+  tcp: { phases: Record<KernelPhase, TcpDeltas>; unreadable: string[] };
+  /** This machine's limits, for the doctor checks the counters point at (read only when one does). */
+  limits: () => Limits;
 }
 
 function reportedPlan({ targets, headers, sourcePortBase: _base, maxMessage: _max, statusUrl: _url, ...rest }: LoadPlan): LoadReport["plan"] {
@@ -372,5 +384,12 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
     server: { url: x.statusUrl, atRamp: x.serverAtRamp, atEnd: x.serverAtEnd, error: x.serverAtRamp || x.serverAtEnd ? null : x.serverError },
     samples: x.samples,
     warnings,
+    kernel: kernelReport(x.tcp.phases, {
+      failures: c.failed > 0 || c.dropped > 0,
+      unreadable: x.tcp.unreadable,
+      // Any listener these counters saw overflow runs on this machine, so its checks are the "both ends" ones.
+      plan: { role: "both", connections: plan.connections, targets: plan.targets },
+      limits: x.limits,
+    }),
   };
 }

@@ -4,6 +4,7 @@ import { renderTable } from "./table.ts";
 import { HIST_LABELS, HIST_NAMES, type HistName } from "../load/metrics.ts";
 import type { ErrorFigure, LoadReport } from "../load/report.ts";
 import { count } from "../format.ts";
+import { COUNTERS, KERNEL_PHASES, type KernelReport, type NotableCounter } from "../system/tcp-counters.ts";
 
 // Memory here stays in one fixed unit with fixed decimals (not format.ts's `bytes`, which picks the unit),
 // so the workers' rows and the per-connection figures line up and compare digit by digit.
@@ -57,6 +58,7 @@ export function renderLoadReport(r: LoadReport): string {
       if (s.example) out.push(`            e.g. ${s.example}`);
     }
   }
+  out.push(...kernelSection(r.kernel, failedOrDropped(r)));
 
   if (r.deflate) {
     out.push("");
@@ -128,6 +130,50 @@ function causes(out: string[], title: string, figures: ErrorFigure[]): void {
 /** A compression ratio (payload bytes per wire byte), or n/a when nothing moved. */
 function ratio(payload: number, wire: number): string {
   return wire > 0 ? `${(payload / wire).toFixed(2)}x` : "n/a";
+}
+
+/**
+ * The kernel's TCP counters beside the failures: shown when connections failed or dropped, or when a
+ * counter that matters moved. The rise of each counter that moved, per phase, with what it counts; the
+ * likely cause of the notable ones, once per cause; and the fix of each doctor check they point at, once
+ * per check. Nothing otherwise.
+ */
+export function kernelSection(k: KernelReport, failures: boolean): string[] {
+  if (!failures && k.notable.length === 0) return [];
+  const out = ["", `Kernel TCP counters: ${k.scope}; system-wide, so other programs' TCP on it counts too`];
+  const moved = COUNTERS.filter((c) => KERNEL_PHASES.some((p) => (k.phases[p][c.name] ?? 0) > 0));
+  if (moved.length > 0) {
+    const rows = moved.map((c) => [c.name, ...KERNEL_PHASES.map((p) => count(k.phases[p][c.name] ?? 0)), c.meaning]);
+    out.push(indent(renderTable(["", ...KERNEL_PHASES, ""], rows, { align: ["left", "right", "right", "right", "left"] })));
+  } else if (k.unreadable.length === 0) {
+    out.push("  none moved on this machine: the failures were decided elsewhere (the server's machine, the network) or by the peer on purpose");
+  }
+  for (const u of k.unreadable) out.push(`  could not read ${u}: its counters are missing`);
+  const fixed = new Set<string>();
+  for (const group of byCause(k.notable)) {
+    const { likelyCause, check, fix, avoid } = group[0]!;
+    out.push(`  likely cause of ${group.map((n) => n.counter).join(", ")}: ${likelyCause}`);
+    if (check === null) continue;
+    const first = !fixed.has(check.id);
+    fixed.add(check.id);
+    out.push(`  fix: the doctor's check ${check.id} (${check.title}: ${check.value})${first ? "" : ", above"}`);
+    if (!first) continue;
+    for (const line of fix) out.push(`    ${line}`);
+    for (const line of avoid) out.push(`    avoid: ${line}`);
+  }
+  return out;
+}
+
+/** Whether any connection failed to open or was dropped once open: then the kernel section always shows. */
+export function failedOrDropped(r: LoadReport): boolean {
+  return r.connections.failed > 0 || r.connections.dropped > 0;
+}
+
+/** Notable counters grouped by their likely cause (a cause always comes with the same check), in order. */
+export function byCause(notable: NotableCounter[]): NotableCounter[][] {
+  const groups = new Map<string, NotableCounter[]>();
+  for (const n of notable) groups.set(n.likelyCause, [...(groups.get(n.likelyCause) ?? []), n]);
+  return [...groups.values()];
 }
 
 function indent(s: string): string {

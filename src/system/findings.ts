@@ -294,7 +294,7 @@ function migrateReq(input: PlanInput, m: Model, cap: Capacity): Finding | null {
  * Measured here: at 1000 a million-connection run lost handshake packets in this queue and 17 dials to
  * resets; at 65536 none, in three runs.
  */
-const LOOPBACK_BACKLOG = 65536;
+export const LOOPBACK_BACKLOG = 65536;
 
 function netdevBacklog(input: PlanInput, m: Model): Finding {
   const l = m.limits;
