@@ -61,6 +61,8 @@ export interface ServerProcess {
   port: number;
   pid: number;
   stats(): Promise<ClusterStats>;
+  /** GET /conns: the count the supervisor pushes to every worker. */
+  conns(): Promise<{ conns: number; closed: number }>;
   /** kill -9 of the supervisor and every worker at once (the process group): what a crash or OOM kill does. */
   crash(): Promise<void>;
   /** SIGTERM to the supervisor: the drain. Resolves with the exit code and how long the drain took. */
@@ -108,6 +110,7 @@ export async function startServe(port: number, args: string[]): Promise<ServerPr
     port,
     pid: proc.pid,
     stats: async () => (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as ClusterStats,
+    conns: async () => (await (await fetch(`http://127.0.0.1:${port}/conns`)).json()) as { conns: number; closed: number },
     async crash() {
       running.delete(server);
       if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -296,7 +299,8 @@ export async function workerKill(n: number, o: WorkerKillOptions = {}) {
           what: "/conns exact within 1 s of the kill",
           ok: k.seen !== null && k.seen.ms <= 1000 && k.exact,
           measured: k.seen
-            ? `${k.seen.ms} ms after the kill /conns read ${count(k.seen.conns)} = ${count(k.before)} - ${count(k.victimOpen)} held by the dead worker + ${count(k.seen.acceptedSince)} accepted since (${k.exact ? "exact" : "NOT exact"})`
+            ? `${k.seen.ms} ms after the kill /conns read ${count(k.seen.conns)} = ${count(k.before)} - ${count(k.victimOpen)} held by the dead worker + ${count(k.seen.acceptedSince)} reconnects accepted since; ` +
+              `closed grew by ${count(k.seen.closedJump)} (${k.exact ? "exact" : `NOT exact: /stats counted ${count(k.seen.acceptedBy)} accepted by just after`})`
             : "the dead worker's connections were never taken off /conns",
         },
         {
@@ -340,10 +344,13 @@ async function killBusiest(server: ServerProcess, n: number) {
   const victim = before.workers.reduce((a, b) => (b.open > a.open ? b : a));
   const t0 = performance.now();
   process.kill(victim.pid, "SIGKILL");
-  // The supervisor retires a dead worker's connections as closed: once `closed` has grown by what it held,
-  // /conns must be what the others held plus what they accepted since (the clients coming back).
-  const seen = await until(() => server.stats(), (s) => s.closed - before.closed >= victim.open, 10_000, 10);
-  const acceptedSince = seen ? seen.value.total.accepted - before.total.accepted : 0;
+  // The supervisor retires a dead worker's connections as closed. /conns (a count pushed to every worker) is
+  // exact when its `closed` grew by exactly what the worker held, and every connection the server ever
+  // accepted is either open or closed in it: conns + closed grew by the reconnects accepted since, which
+  // /stats, asked right after, bounds from above.
+  const seen = await until(() => server.conns(), (c) => c.closed - before.closed >= victim.open, 10_000, 10);
+  const acceptedBy = seen ? (await server.stats()).total.accepted - before.total.accepted : 0;
+  const grown = seen ? seen.value.conns + seen.value.closed - (before.conns + before.closed) : 0;
   const back = await until(() => server.stats(), (s) => s.workers.some((w) => w.worker === victim.worker && w.pid !== victim.pid), 15_000);
   const fullAgain = await until(() => server.stats(), (s) => s.conns === n, 60_000, 100);
   return {
@@ -351,8 +358,8 @@ async function killBusiest(server: ServerProcess, n: number) {
     workers: before.workers.length,
     victimOpen: victim.open,
     victimIndex: victim.worker,
-    seen: seen ? { ms: Math.round(seen.at - t0), conns: seen.value.conns, acceptedSince } : null,
-    exact: seen !== null && seen.value.conns === before.conns - victim.open + acceptedSince,
+    seen: seen ? { ms: Math.round(seen.at - t0), conns: seen.value.conns, closedJump: seen.value.closed - before.closed, acceptedSince: grown, acceptedBy } : null,
+    exact: seen !== null && seen.value.closed - before.closed === victim.open && grown >= 0 && grown <= acceptedBy,
     backMs: back ? Math.round(back.at - t0) : null,
     restarts: back?.value.workers.find((w) => w.worker === victim.worker)?.restarts ?? 0,
     fullMs: fullAgain ? Math.round(fullAgain.at - t0) : null,
