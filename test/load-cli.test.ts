@@ -156,7 +156,7 @@ describe("a run", () => {
     expect(r.stderr).toMatch(/open 200\/200/); // plain progress lines when not a terminal
     const j = JSON.parse(readFileSync(file, "utf8")) as LoadReport;
     expect(j.schema).toBe("wsmillion.load/1");
-    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "deflate", "drops", "endedAt", "errors", "generator", "kernel", "latency", "ourCloses", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
+    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "deflate", "drops", "endedAt", "errors", "generator", "kernel", "latency", "ourCloses", "outages", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
     expect(j.deflate).toBeNull();
     expect(j.connections).toMatchObject({ target: 200, opened: 200, failed: 0, closedByUs: 200 });
     expect(Object.keys(j.latency).sort()).toEqual(["connect", "handshake", "lateness", "loopLag", "push", "rtt", "tls"]);

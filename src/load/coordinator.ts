@@ -45,6 +45,8 @@ interface WorkerState extends WorkerOutcome {
   rates: WorkerRates;
   /** When its last figures arrived (performance.now ms). */
   heardAt: number;
+  /** When its last open connection went (wall-clock ms, from its figures); null while any is open. */
+  emptyAt: number | null;
 }
 
 const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
@@ -90,6 +92,7 @@ class LoadRun {
   private serverError: string | null = null;
   /** The kernel's TCP counters, snapshotted here (before the first dial) and at the end of each phase. */
   private readonly tcp = new PhaseCounters();
+  private saidAllGone = false;
 
   constructor(
     private readonly plan: LoadPlan,
@@ -97,7 +100,7 @@ class LoadRun {
   ) {
     this.states = shardPlan(plan).map((shard) => ({
       shard, proc: null, pid: 0, lastFigures: null, errors: {}, ramped: null, held: null, final: null, baseRss: 0, exitCode: null, error: null,
-      rateBase: null, rates: NO_RATES, heardAt: 0,
+      rateBase: null, rates: NO_RATES, heardAt: 0, emptyAt: null,
     }));
   }
 
@@ -153,13 +156,36 @@ class LoadRun {
     this.setPhase("run");
     const start = nowMs() + 20;
     for (const s of this.states) this.post(s, { t: "run", t0: start, durationS: plan.durationS });
-    await sleep(plan.durationS * 1000, hooks.signal);
+    await this.lastFor(plan.durationS * 1000, "traffic");
     for (const s of this.states) this.post(s, { t: "hold" });
     await this.until(() => this.states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), waitFor(plan.connections / 10, 2000), false);
     if (plan.holdS > 0) {
       this.setPhase("hold");
-      await sleep(plan.holdS * 1000, hooks.signal);
+      await this.lastFor(plan.holdS * 1000, "hold");
     }
+  }
+
+  /** A phase of `ms`, cut short (and said so, once) when every connection is gone for good. */
+  private async lastFor(ms: number, phase: string): Promise<void> {
+    await this.until(() => this.allGoneAt() !== null, ms);
+    const at = this.allGoneAt();
+    if (at === null || this.saidAllGone) return;
+    this.saidAllGone = true;
+    this.warnings.push(`every connection was closed by the server at t=${((at - this.t0) / 1000).toFixed(1)}s; the ${phase} phase ended early`);
+  }
+
+  /**
+   * Without --reconnect nothing reopens after the ramp, so once every worker's last connection went there is
+   * nothing left to measure: when the last one went (wall-clock ms), else null. With --reconnect, null.
+   */
+  private allGoneAt(): number | null {
+    if (this.plan.reconnect) return null;
+    let last: number | null = null;
+    for (const s of this.states) {
+      if (s.emptyAt !== null) last = Math.max(last ?? 0, s.emptyAt);
+      else if (alive(s) && (s.lastFigures?.counters.opened ?? 0) > 0) return null;
+    }
+    return last;
   }
 
   private async close(): Promise<void> {
@@ -206,6 +232,7 @@ class LoadRun {
       case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
       case "figures":
         updateRates(s, msg);
+        s.emptyAt = msg.emptyAtMs;
         s.lastFigures = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
         s.errors = msg.errors;
         if (msg.recentLatency) mergeEncoded(this.live, msg.recentLatency);

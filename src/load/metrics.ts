@@ -60,13 +60,15 @@ export interface Counters {
   wireBytesIn: number;
   /** Sends skipped because the socket still had unsent bytes (backpressure). */
   sendsSkipped: number;
+  /** Sends that fell due while their connection was not open (dropped, or being reopened). */
+  sendsDown: number;
   pingsIn: number;
 }
 
 export function zeroCounters(): Counters {
   return {
     attempted: 0, opened: 0, open: 0, failed: 0, dropped: 0, closedByUs: 0, failedByUs: 0, reconnects: 0,
-    msgsOut: 0, msgsIn: 0, bytesOut: 0, bytesIn: 0, wireBytesOut: 0, wireBytesIn: 0, sendsSkipped: 0, pingsIn: 0,
+    msgsOut: 0, msgsIn: 0, bytesOut: 0, bytesIn: 0, wireBytesOut: 0, wireBytesIn: 0, sendsSkipped: 0, sendsDown: 0, pingsIn: 0,
   };
 }
 

@@ -19,6 +19,7 @@ import { Metrics } from "./metrics.ts";
 import { SendScheduler } from "./scheduler.ts";
 import { localPortOf, sourceIndexOf, targetIndexOf } from "./addresses.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
+import type { SpanCounts, WorkerOutage, WorkerSpans } from "./outages.ts";
 import type { WorkerShard } from "./plan.ts";
 
 const BACKOFF_BASE_MS = 100;
@@ -92,6 +93,14 @@ export class LoadWorker implements ConnHost {
   private closeResolve: (() => void) | null = null;
   private nofile = 0;
   private baseFds = 0;
+  // Spans below this worker's share (outages.ts), timed at the loss and at the open that restores it.
+  private fullMs: number | null = null;
+  private readonly outages: WorkerOutage[] = [];
+  private outage: { startMs: number; minOpen: number } | null = null;
+  /** The tallies when the worker last had its share open: a span's counts are what grew since. */
+  private atFull: SpanCounts = { drops: {}, refused: {}, sendsDown: 0 };
+  /** When the last open connection went (wall-clock ms); null while any is open, or before any opened. */
+  private emptyAtMs: number | null = null;
 
   constructor(readonly shard: WorkerShard, private readonly emit: (msg: WorkerToCoordinator) => void) {
     // With --servername the Host header names the server as its certificate does, not the address dialled.
@@ -172,6 +181,7 @@ export class LoadWorker implements ConnHost {
   /** Closes every connection with a close handshake; resolves when all are gone or after timeoutMs. */
   async close(timeoutMs: number): Promise<void> {
     if (this.phase === "run") this.hold();
+    if (this.outage !== null) this.endOutage(null);
     this.phase = "closing";
     this.rqDue.length = 0;
     this.rqSlot.length = 0;
@@ -201,6 +211,7 @@ export class LoadWorker implements ConnHost {
       rampOpen: this.rampOpen,
       planned: this.scheduler?.planned ?? 0,
       runMs: this.runMs,
+      spans: this.spans(),
     };
   }
 
@@ -219,12 +230,15 @@ export class LoadWorker implements ConnHost {
   connOpened(c: Conn): void {
     this.inFlight--;
     if (!c.settled) { c.settled = true; this.settled++; }
+    this.trackOpen();
     this.afterDial();
   }
 
   connFlushing(c: Conn): void {
     this.flushing.push(c);
     this.flushingT0.push(c.flushSince);
+    // The connection stopped counting as open when its close began, not when TCP ends.
+    this.trackOpen();
   }
 
   connEnded(c: Conn, wasOpen: boolean): void {
@@ -237,6 +251,7 @@ export class LoadWorker implements ConnHost {
       const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(20, c.failures - 1));
       this.pushReconnect(performance.now() + exp * (0.5 + Math.random()), c.slot);
     }
+    this.trackOpen();
     if (this.phase === "closing") this.checkClosed();
     else this.afterDial();
   }
@@ -251,7 +266,55 @@ export class LoadWorker implements ConnHost {
 
   private checkClosed(): void {
     if (this.closeResolve === null) return;
-    if (this.metrics.counters.open === 0 && this.inFlight <= 0) this.closeResolve();
+    if (this.metrics.counters.open > 0 || this.inFlight > 0) return;
+    // A close frame still queued behind unsent bytes would be lost with the process: wait for it (or for
+    // expireFlushes to give up on it). The oldest are first, so a still-flushing one is found early.
+    if (this.flushing.some((c) => c.state === ST_FLUSHING)) return;
+    this.closeResolve();
+  }
+
+  // Outages
+
+  /**
+   * Called after every open and every loss: starts a span when the worker falls below its share (once it
+   * has had it all), ends it when the share is back, and notes when the last connection went.
+   */
+  private trackOpen(): void {
+    if (this.phase === "closing" || this.phase === "done" || this.phase === "idle") return;
+    const m = this.metrics;
+    const open = m.counters.open;
+    if (open === this.shard.slots) {
+      if (this.outage !== null) this.endOutage(nowMs());
+      this.fullMs ??= nowMs();
+      // Nothing is dialing while every slot is open, so no tally moves until the next loss.
+      this.atFull = { drops: { ...m.drops }, refused: { ...m.errors }, sendsDown: m.counters.sendsDown };
+    } else if (this.outage !== null) {
+      if (open < this.outage.minOpen) this.outage.minOpen = open;
+    } else if (this.fullMs !== null) {
+      this.outage = { startMs: nowMs(), minOpen: open };
+    }
+    if (open > 0) this.emptyAtMs = null;
+    else if (this.emptyAtMs === null && m.counters.opened > 0) {
+      this.emptyAtMs = nowMs();
+      // Without --reconnect nothing will reopen: tell the coordinator now rather than at the next report.
+      if (!this.shard.reconnect && this.phase !== "ramp") this.sendFigures();
+    }
+  }
+
+  /** Closes the current span: restored at `restoredMs`, or (null) cut short by the end of the run. */
+  private endOutage(restoredMs: number | null): void {
+    const o = this.outage!;
+    const m = this.metrics;
+    const base = this.atFull;
+    this.outages.push({
+      startMs: o.startMs, restoredMs, endMs: restoredMs ?? nowMs(), minOpen: o.minOpen,
+      drops: grown(m.drops, base.drops), refused: grown(m.errors, base.refused), sendsDown: m.counters.sendsDown - base.sendsDown,
+    });
+    this.outage = null;
+  }
+
+  private spans(): WorkerSpans {
+    return { slots: this.shard.slots, fullMs: this.fullMs, outages: this.outages };
   }
 
   private finishRamp(): void {
@@ -373,6 +436,7 @@ export class LoadWorker implements ConnHost {
       recentLateness: this.metrics.takeRecentLateness(),
       proc: { rssBytes: rss, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
       planned: this.scheduler?.planned ?? 0,
+      emptyAtMs: this.emptyAtMs,
     });
     this.lagMax = 0;
   }
@@ -382,7 +446,10 @@ export class LoadWorker implements ConnHost {
   /** Open loop: `count` due frames on slot k in one write; the i-th was planned at firstDue + i*interval. */
   private sendOn(k: number, firstDue: number, count: number): void {
     const c = this.conns[k]!;
-    if (c.state !== ST_OPEN) return;
+    if (c.state !== ST_OPEN) {
+      this.metrics.counters.sendsDown += count;
+      return;
+    }
     if (c.pending !== null) {
       this.metrics.counters.sendsSkipped += count;
       return;
@@ -480,6 +547,13 @@ export class LoadWorker implements ConnHost {
     }
     return top;
   }
+}
+
+/** What a tally gained since `base`, keys that did not move left out. */
+function grown(now: Record<string, number>, base: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(now)) if (v > (base[k] ?? 0)) out[k] = v - (base[k] ?? 0);
+  return out;
 }
 
 /** Process entry: the coordinator talks to us over IPC. */

@@ -50,6 +50,7 @@ export function renderLoadReport(r: LoadReport): string {
   causes(out, "Failed dials by cause", r.errors);
   causes(out, "Closed by the server (close frame)", r.drops.filter((d) => d.by === "server"));
   causes(out, "Dropped by the network or the server's TCP (no close frame)", r.drops.filter((d) => d.by === "network"));
+  outages(out, r);
   if (r.ourCloses.length > 0) {
     out.push("");
     out.push("Failed by us: the server broke RFC 6455");
@@ -112,8 +113,22 @@ export function renderLoadReport(r: LoadReport): string {
 
   for (const w of r.warnings) out.push(`warning: ${w}`);
   out.push("");
-  out.push(r.verdict.met ? "Result: plan met (exit 0)" : `Result: plan NOT met (exit 1): ${r.verdict.reasons.join("; ")}`);
+  out.push(r.verdict.met ? `Result: plan met (exit 0)${r.verdict.summary ? `: ${r.verdict.summary}` : ""}` : `Result: plan NOT met (exit 1): ${r.verdict.reasons.join("; ")}`);
   return out.join("\n");
+}
+
+/** Each outage: when the count fell below the target, when it was back, how low it went, what was refused. */
+function outages(out: string[], r: LoadReport): void {
+  const o = r.outages;
+  if (o.count === 0) return;
+  out.push("");
+  out.push(`Outages: below the target of ${count(r.connections.target)} for ${o.belowTargetSeconds.toFixed(1)} s in all, longest ${o.longestSeconds.toFixed(1)} s (timed by the load workers)`);
+  for (const x of o.recoveries) {
+    const back = x.recoveredT === null ? "not back by the end" : `back at t=${x.recoveredT.toFixed(1)}s (${x.seconds!.toFixed(1)} s)`;
+    const causes = Object.entries(x.refusedByCause).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${count(v)}`).join(", ");
+    out.push(`  from t=${x.startT.toFixed(1)}s, ${back}; ${count(x.dropped)} dropped, lowest ${count(x.minOpen)} open; ` +
+      `${count(x.refusedDials)} dials refused${causes ? ` (${causes})` : ""}`);
+  }
 }
 
 /** A section of counts by cause, each with its explanation and first example; nothing when empty. */

@@ -2,6 +2,7 @@
 // versions, the findings, and the find-max answer.
 import type { RoundResult, SweepReport } from "../sweep/schema.ts";
 import { latenessRule } from "../sweep/criteria.ts";
+import { fmtSize, split } from "../sweep/rounds.ts";
 import { count, shortMs } from "../format.ts";
 import { renderTable, type Align } from "./table.ts";
 import { byCause } from "./load-report.ts";
@@ -33,15 +34,21 @@ function result(r: RoundResult): string {
   return `FAILED: ${why}${r.reasons.length > 1 ? ` (+${r.reasons.length - 1})` : ""}`;
 }
 
+/** The total, with the field report's split beside it when the round has one: "2,600 (4 x 650)". */
+function connectionsCell(r: Pick<RoundResult, "connections" | "clients">): string {
+  const parts = split(r);
+  return parts ? `${count(r.connections)} (${parts})` : count(r.connections);
+}
+
 export function roundRow(r: RoundResult): string[] {
   const s = r.server;
   const errs = Math.max(r.outcome.failed, r.connections - r.outcome.openAtRamp) + r.outcome.dropped;
   return [
     String(r.index),
-    count(r.connections),
-    fmtBytes(r.size),
-    `${count(r.intervalMs)} ms`,
-    count(r.offeredPerSec),
+    connectionsCell(r),
+    fmtSize(r.size),
+    r.inFlight ? `${count(r.inFlight)} in flight` : `${count(r.intervalMs)} ms`,
+    r.inFlight ? "closed loop" : count(r.offeredPerSec),
     count(r.traffic.achievedPerSec),
     `${fmtBytes(r.traffic.bytesOutPerSec)}/s`,
     s ? s.cpuCores.toFixed(2) : "n/a",
@@ -83,7 +90,8 @@ export function settingsLine(report: SweepReport): string {
 export function renderMarkdown(report: SweepReport): string {
   const out: string[] = [];
   const source = report.settings.preset
-    ? `the \`${report.settings.preset.name}\` preset (scale ${report.settings.preset.scale}: ${report.settings.preset.rule})`
+    ? `the \`${report.settings.preset.name}\` preset${report.settings.preset.name === "classic" ? ", the field report's thirteen rounds" : ""} ` +
+      `(scale ${report.settings.preset.scale}: ${report.settings.preset.rule})`
     : report.settings.source === "find-max" ? "--find-max" : report.settings.source === "file" ? "a rounds file" : "the flag matrix";
   out.push(`# wsmillion sweep: ${report.rounds.length} round${report.rounds.length === 1 ? "" : "s"}`);
   out.push("");
@@ -101,7 +109,10 @@ export function renderMarkdown(report: SweepReport): string {
   out.push("");
   out.push("CPU in cores (1.00 = one core busy), the mean over each round's traffic; server CPU and RSS from /proc for a local server, " +
     "from its /stats otherwise; KiB/conn is the server's RSS growth over the ramp per connection; errors are failed dials, " +
-    "connections missing after the ramp and dropped ones; load1 is the highest 1-minute load average seen during the round.");
+    "connections missing after the ramp and dropped ones; load1 is the highest 1-minute load average seen during the round." +
+    (report.rounds.some((r) => split(r) !== null)
+      ? " A split such as 4 x N is the field report's, over its client machines; here all of them ran from this machine."
+      : ""));
   out.push("");
   out.push("## Findings");
   out.push("");
