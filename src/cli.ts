@@ -1,6 +1,6 @@
 // Entry point: parses argv (including the classic Go tool's single-dash flags) and dispatches to commands/.
 import { Command, CommanderError } from "commander";
-import { UsageError } from "./flags.ts";
+import { ExpectedFailure, UsageError } from "./flags.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerLoad } from "./commands/load.ts";
 import { registerDoctor } from "./commands/doctor.ts";
@@ -54,6 +54,11 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Exit codes: 0 done, 2 a usage error or an expected failure (one line each, no stack: nothing for a
+ * developer to see), the command's own otherwise. An unexpected error is a bug: it is rethrown, so Bun
+ * prints it with its stack trace and exits 1.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
@@ -67,6 +72,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (err instanceof UsageError) {
       console.error(`wsmillion: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof ExpectedFailure) {
+      // Only a command's action gets this far, so argv[0] names the command.
+      console.error(`wsmillion ${argv[0]}: ${err.message}`);
       return 2;
     }
     throw err;

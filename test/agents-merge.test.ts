@@ -43,7 +43,7 @@ const info = (l: Limits): AgentInfo => ({ host: "box", pid: 1, cores: 2, limits:
 function options(over: Partial<LoadOptions>): LoadOptions {
   return {
     url: "ws://10.77.0.1:8080/ws", connections: 1000, concurrency: 100, rate: 0, duration: 1, hold: 0, interval: 100, inFlight: 0, size: 100, mode: "echo",
-    workers: "auto", header: [], subprotocol: [], handshakeTimeoutMs: 5000, reconnect: false, sourcePorts: "explicit", maxMessage: 1 << 20, check: true, ...over,
+    tls: false, insecure: false, deflate: false, deflateClientNoContextTakeover: false, deflateServerNoContextTakeover: false, payload: "fill", workers: "auto", header: [], subprotocol: [], handshakeTimeoutMs: 5000, reconnect: false, sourcePorts: "explicit", maxMessage: 1 << 20, check: true, ...over,
   };
 }
 
@@ -123,12 +123,15 @@ function outcome(index: number, rtts: number[]): WorkerOutcome {
   return {
     shard: { index, slots: 10 }, pid: 100 + index, lastFigures: null, errors: {},
     ramped: { counters: c, rampMs: 50, rssBytes: 0, cpuUs: 0 }, held: { counters: c, cpuUs: 0, runMs: 1000 },
-    final: { t: "final", snapshot: m.snapshot(), proc: { rssBytes: 0, cpuUserUs: 0, cpuSystemUs: 0, lagMaxMs: 0 }, baseRssBytes: 0, peakRssBytes: 0, rampRssBytes: 0, rampOpen: 10, planned: 0, runMs: 1000 },
+    final: { t: "final", snapshot: m.snapshot(), proc: { rssBytes: 0, cpuUserUs: 0, cpuSystemUs: 0, lagMaxMs: 0 }, baseRssBytes: 0, peakRssBytes: 0, rampRssBytes: 0, rampOpen: 10, planned: 0, runMs: 1000, spans: { slots: 10, fullMs: 0, outages: [] } },
     baseRss: 0, exitCode: 0, error: null,
   };
 }
 
-const ctx = { startedAt: new Date(), coordinatorRssBytes: 0, samples: [], warnings: [], peakOpen: 0, statusUrl: null, serverAtRamp: null, serverAtEnd: null, serverError: null };
+const ctx = {
+  startedAt: new Date(), coordinatorRssBytes: 0, samples: [], warnings: [], peakOpen: 0, statusUrl: null, serverAtRamp: null, serverAtEnd: null, serverError: null,
+  tcp: { phases: { ramp: {}, run: {}, close: {} }, unreadable: [] }, limits: () => base,
+};
 const fleetCtx: FleetContext = { samples: [], warnings: [], events: [], peakOpen: 0, serverAtRamp: null, serverAtEnd: null, serverError: null, redisCommandsPerAgentPerSec: null, monitors: [] };
 
 function agentReport(name: string, index: number, agents: number, fleetPlan: LoadPlan, perWorker: number[][]): AgentReport {

@@ -49,6 +49,8 @@ test("demo: ramp, traffic, idle hold, report files with the server's count equal
   });
   const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
   expect(code).toBe(0);
+  // Liveness left to the demo: scaled with the connections, and said in one line.
+  expect(stdout).toContain("pings: every 30 s (400 connections at ≤ 14 pings/s), idle timeout 120 s");
   expect(stdout).toMatch(/demo: 400 of 400 connections held, 0 failed, 0 of [1-9]\d* steady samples where \/conns differed; traffic: .*; plan met/);
   const run = JSON.parse(readFileSync(join(out, "demo.json"), "utf8"));
   expect(run.schema).toBe("wsmillion.demo/1");

@@ -6,6 +6,7 @@
 import { buildReport, type LoadReport, type ProgressSnapshot, type ServerConns, type WorkerOutcome } from "../load/report.ts";
 import { HIST_NAMES, type HistName } from "../load/metrics.ts";
 import type { LoadPlan } from "../load/plan.ts";
+import { readLimits } from "../system/limits.ts";
 import type { AgentReport, AgentShare, Clock } from "./protocol.ts";
 import type { MonitorReport } from "./monitor.ts";
 
@@ -166,6 +167,10 @@ export function mergeFleet(run: FleetSection["run"], fleetPlan: LoadPlan, report
     serverAtRamp: x.serverAtRamp,
     serverAtEnd: x.serverAtEnd,
     serverError: x.serverError,
+    // Kernel counters belong to a machine: each agent's report has its own; summed, agents sharing a machine
+    // (a lab, a test) would count it several times, so the fleet's names where they are instead.
+    tcp: { phases: { ramp: {}, run: {}, close: {} }, unreadable: ["each agent's machine: see fleet.agentReports[].report.kernel"] },
+    limits: () => readLimits(),
   });
   // Every agent is a process at rest beside its workers (buildReport counts one coordinator).
   const workers = outcomes.length - lost.length;
@@ -207,7 +212,7 @@ export function withStreamedLatency(o: WorkerOutcome, mode: LoadPlan["mode"], la
     ...o,
     final: {
       t: "final",
-      snapshot: { counters: c.counters, errors: o.errors, closeCodes: {}, drops: {}, ourCloses: {}, notes: {}, hist },
+      snapshot: { counters: c.counters, errors: o.errors, closeCodes: {}, drops: {}, ourCloses: {}, extensions: {}, notes: {}, hist },
       proc: c.proc,
       baseRssBytes: o.baseRss,
       peakRssBytes: c.proc.rssBytes,
@@ -215,6 +220,8 @@ export function withStreamedLatency(o: WorkerOutcome, mode: LoadPlan["mode"], la
       rampOpen: o.ramped?.counters.open ?? 0,
       planned: c.planned,
       runMs: o.held?.runMs ?? 0,
+      // When it had its share open is not streamed: an agent lost counts as never full (its outage spans the run).
+      spans: { slots: o.shard.slots, fullMs: null, outages: [] },
     },
   };
 }

@@ -7,12 +7,12 @@ import { join } from "node:path";
 import { runLoad } from "../load/coordinator.ts";
 import type { LoadReport } from "../load/report.ts";
 import { completePlan } from "../load/plan.ts";
-import { renderLoadReport } from "../report/load-report.ts";
+import { failedOrDropped, kernelSection, renderLoadReport } from "../report/load-report.ts";
 import { ProgressPrinter } from "../report/progress.ts";
 import { renderTable } from "../report/table.ts";
 import { Timeline, type TimelineSummary } from "../report/timeline.ts";
 import { timelineSvg } from "../report/timeline-svg.ts";
-import { SERVER_DEFAULTS, livenessProblem } from "../server/config.ts";
+import { PING_BUDGET_PER_SEC, SERVER_DEFAULTS, chooseLiveness, livenessLine, livenessProblem, type Liveness } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import { capacityFor, checkPlan, pairsFor, portsPerPair, workerNofile } from "../system/capacity.ts";
 import { COSTS, echoCapacity } from "../system/model.ts";
@@ -32,8 +32,9 @@ interface DemoFlags {
   duration: number;
   hold: number;
   concurrency: number;
-  pingInterval: number;
-  idleTimeout: number;
+  /** Unset: scaled with the connections (chooseLiveness). */
+  pingInterval?: number;
+  idleTimeout?: number;
   out?: string;
 }
 
@@ -99,6 +100,8 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
     (x.serverCpuCores + x.loadCpuCores).toFixed(2),
     x.rttP99Ms ? x.rttP99Ms.toFixed(1) : "-",
   ]);
+  // The million run's resets were traced by hand to these counters: the written report keeps them too.
+  const kernel = kernelSection(report.kernel, failedOrDropped(report)).slice(1);
   const md = [
     `# wsmillion demo: ${fmt(report.plan.connections)} connections`,
     "",
@@ -114,6 +117,7 @@ function writeRun(dir: string, report: LoadReport, timeline: Timeline, applied: 
     renderTable(["t s", "phase", "open (ours)", "open (/conns)", "failed", "mem GiB", "cpu cores", "rtt p99 ms"], rows, { align: ["right", "left", "right", "right", "right", "right", "right", "right"] }),
     "```",
     "",
+    ...(kernel.length > 0 ? ["```", ...kernel, "```", ""] : []),
   ].join("\n");
   writeFileSync(join(dir, "demo.md"), md);
   writeFileSync(join(dir, "demo.svg"), timelineSvg(timeline.samples, `wsmillion demo: ${fmt(report.plan.connections)} connections on one machine`));
@@ -138,6 +142,8 @@ interface DemoSetup {
   connections: number;
   /** Each connection sends every intervalMs in the traffic round. */
   intervalMs: number;
+  /** The server's pings and idle timeout: what the user gave, the rest scaled with the connections. */
+  liveness: Liveness;
   pairs: number;
   targets: Target[];
   nofile: number;
@@ -166,7 +172,9 @@ function sizeDemo(f: DemoFlags): DemoSetup {
         `${fmt(echoCapacity(cores))} echoes/s the capacity model gives ${cores} cores with both ends here (${COSTS.echoCpuMicros} µs of CPU per echo, measured); --interval sets it`,
     );
   }
-  return { connections, intervalMs, pairs, targets, nofile };
+  const liveness = chooseLiveness(connections, { pingInterval: f.pingInterval, idleTimeout: f.idleTimeout });
+  if (f.pingInterval === undefined || f.idleTimeout === undefined) console.log(livenessLine(connections, liveness));
+  return { connections, intervalMs, liveness, pairs, targets, nofile };
 }
 
 /** The local server, then the load against it; prints the report and the verdict, returns the exit code. */
@@ -178,8 +186,8 @@ async function runDemo(f: DemoFlags, setup: DemoSetup, applied: Applied[], abort
       host: pairs > 1 ? "0.0.0.0" : "127.0.0.1",
       port: 0,
       maxConns: connections,
-      pingInterval: f.pingInterval,
-      idleTimeout: f.idleTimeout,
+      pingInterval: setup.liveness.pingInterval,
+      idleTimeout: setup.liveness.idleTimeout,
       // The clients are ours: no slow-loris to guard against, and at a million dials queue for seconds.
       handshakeTimeout: DEMO_HANDSHAKE_TIMEOUT_S,
       quiet: true,
@@ -254,13 +262,13 @@ export function registerDemo(program: Command): void {
     .option("--duration <s>", "traffic round: seconds", integer("--duration", 1, 3600), 10)
     .option("--hold <s>", "after the traffic: hold the connections idle this long (server pings flowing)", integer("--hold", 0, 86_400), 0)
     .option("--concurrency <n>", "dials in flight at once", integer("--concurrency", 1, 100_000), 2000)
-    .option("--ping-interval <s>", "server: ping every connection this often", integer("--ping-interval", 0, 3600), SERVER_DEFAULTS.pingInterval)
-    .option("--idle-timeout <s>", "server: close connections silent this long", integer("--idle-timeout", 0, 86_400), SERVER_DEFAULTS.idleTimeout)
+    .option("--ping-interval <s>", `server: ping every connection this often (default ${SERVER_DEFAULTS.pingInterval}, longer past ${count(SERVER_DEFAULTS.pingInterval * PING_BUDGET_PER_SEC)} connections: at most ${count(PING_BUDGET_PER_SEC)} pings/s)`, integer("--ping-interval", 0, 3600))
+    .option("--idle-timeout <s>", "server: close connections silent this long (default: 4 ping intervals, at least 120)", integer("--idle-timeout", 0, 86_400))
     .option("--out <dir>", "write demo.json (timeline, memory split, load report), demo.md and demo.svg (chart) there")
     .action(async (f: DemoFlags) => {
-      const liveness = livenessProblem(f.pingInterval, f.idleTimeout);
-      if (liveness) throw new UsageError(liveness);
       const setup = sizeDemo(f);
+      const liveness = livenessProblem(setup.liveness.pingInterval, setup.liveness.idleTimeout);
+      if (liveness) throw new UsageError(liveness);
       const progress = new ProgressPrinter(process.stderr, Boolean(process.stderr.isTTY));
       // Installed before any sysctl is changed: from the first change on, a Ctrl-C must reach the restore.
       const abort = new AbortController();

@@ -4,11 +4,12 @@ import type { Command } from "commander";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { renderHtml } from "../report/sweep-html.ts";
+import { renderRoundList, roundList } from "../report/sweep-list.ts";
 import { renderMarkdown, renderRoundsTable } from "../report/sweep-md.ts";
 import { SweepProgress, roundEndLine } from "../report/sweep-progress.ts";
 import { CRITERIA_DEFAULTS } from "../sweep/criteria.ts";
 import {
-  FIND_MAX_WHATS, PRESETS, classicPreset, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile, type PresetName,
+  FIND_MAX_WHATS, PRESETS, classicPreset, findMaxStart, matrixParsers, matrixRounds, offered, roundLabel, roundsFromFile, type PresetName,
 } from "../sweep/rounds.ts";
 import type { RemoteTarget } from "../sweep/round.ts";
 import { machineCapacity, runSweep, type FindMaxSettings, type SweepOptions } from "../sweep/sweep.ts";
@@ -60,6 +61,8 @@ export interface SweepFlags {
   loadWorkers: number | "auto";
   serverWorkers: number | "auto";
   quiet?: boolean;
+  list?: boolean;
+  json?: boolean;
 }
 
 function lateness(raw: string): number | "interval" {
@@ -83,10 +86,10 @@ export function sweepOptions(f: SweepFlags, limits = readLimits(), argv: readonl
   const findMax: FindMaxSettings | null = f.findMax === undefined
     ? null
     : { what: f.findMax === true ? "connections" : f.findMax, step: f.step, maxRounds: f.maxRounds, refine: f.refine };
+  const rounds = findMax ? [findMaxStart(chosen.rounds[0]!, findMax.what)] : chosen.rounds;
   if (findMax && chosen.rounds.length > 1) {
-    notes.push(`--find-max starts from the first round (${roundLabel(chosen.rounds[0]!)}) and steps up ×${f.step}; the other ${chosen.rounds.length - 1} are not run`);
+    notes.push(`--find-max starts from the first round (${roundLabel(rounds[0]!)}) and steps up ×${f.step}; the other ${chosen.rounds.length - 1} are not run`);
   }
-  const rounds = findMax ? chosen.rounds.slice(0, 1) : chosen.rounds;
   const warning = capacityWarning(Math.max(...rounds.map((r) => r.connections)), target, limits);
   if (warning) notes.push(warning);
   const criteria: Criteria = {
@@ -124,6 +127,10 @@ function refuseConflicts(f: SweepFlags): void {
   if ((f.preset || f.rounds) && matrixGiven(f)) throw new UsageError(`--connections/--size/--interval build rounds themselves; drop them, or drop --${f.preset ? "preset" : "rounds"}`);
   if (f.scale !== undefined && f.preset === undefined && (matrixGiven(f) || f.rounds)) throw new UsageError("--scale applies to a --preset only");
   if (f.path !== undefined && !f.target) throw new UsageError("--path goes with --target (a local server always serves /ws)");
+  // Closed loop sends the next message when an echo returns; with --mode send none ever does.
+  if (f.findMax === "rate" && f.mode === "send") throw new UsageError("--find-max rate runs closed loop, which needs echoes: drop --mode send");
+  if (f.list && f.findMax !== undefined) throw new UsageError("--list shows a list of rounds; --find-max picks each level from the last one's verdict, so there is none to show");
+  if (f.json && !f.list) throw new UsageError("--json goes with --list (a sweep always writes report.json in --out)");
 }
 
 /** The rounds from --rounds, the flag matrix or the preset (the default, except that --find-max alone starts from the matrix defaults). */
@@ -183,10 +190,15 @@ export function registerSweep(program: Command): void {
     .option("--target <url>", "aim at this server instead of a local one per round: ws://host:port/path or a spec such as 127.0.0.1-8:8080")
     .option("--path <path>", `with --target: the WebSocket path when the URL has none (default ${d.path})`)
     .option("--mode <mode>", "echo (round trips measured; local server echoes) or send (fire and forget; local server sinks)", choice("--mode", ["echo", "send"] as const), d.mode)
-    .option("--find-max [what]", `raise ${FIND_MAX_WHATS.join(" or ")} (default connections) from the first round until the criteria fail; report the last level that held`, choice("--find-max", FIND_MAX_WHATS))
+    .option(
+      "--find-max [what]",
+      `${FIND_MAX_WHATS.join(" or ")} (default connections): raise connections from the first round until the criteria fail; or, for rate, keep its connections ` +
+        "in closed loop with more messages in flight each level until the rate stops growing or the criteria fail",
+      choice("--find-max", FIND_MAX_WHATS),
+    )
     .option("--step <factor>", "find-max: each level is this many times the last", decimal("--step", 1.01, 100), d.step)
     .option("--max-rounds <n>", "find-max: at most this many rounds", integer("--max-rounds", 1, 1000), d.maxRounds)
-    .option("--refine <n>", "find-max: rounds halfway between the last level that held and the first that failed", integer("--refine", 0, 20), d.refine)
+    .option("--refine <n>", "find-max connections: rounds halfway between the last level that held and the first that failed", integer("--refine", 0, 20), d.refine)
     .option("--max-errors <pct>", "criterion: failed + missing + dropped connections, % of the target", decimal("--max-errors", 0, 100), c.maxErrorPct)
     .option("--max-p99 <ms>", "criterion: echo round trip p99", decimal("--max-p99", 0.001), c.maxP99Ms)
     .option("--max-lateness <ms|interval>", "criterion: send lateness p99, the generator behind its schedule (interval: the round's interval)", lateness, c.maxLatenessMs)
@@ -196,12 +208,20 @@ export function registerSweep(program: Command): void {
     .option("--load-workers <auto|n>", "load generator processes per round (auto: as few as the open-files limit allows)", workers("--load-workers"), "auto")
     .option("--server-workers <auto|n>", "local server worker processes (auto: one per core, more when connections need them)", workers("--server-workers"), "auto")
     .option("--quiet", "no live progress line; the table and findings at the end only")
+    .option("--list", "print the rounds as they would run on this machine (scaled, for a preset) and exit without running them")
+    .option("--json", "with --list: one JSON document instead of the table")
     .action(runSweepCommand);
 }
 
-/** The command itself: the plan said aloud, the rounds with a live line, then the table, conclusions and files. */
+/** The command itself: the plan said aloud, the rounds with a live line, then the table, conclusions and files; or with --list the rounds only. */
 async function runSweepCommand(f: SweepFlags): Promise<void> {
   const { options: o, notes } = sweepOptions(f);
+  if (f.list) {
+    for (const n of notes) console.error(n);
+    const list = roundList(o.rounds, o.source, o.preset);
+    process.stdout.write(f.json ? JSON.stringify(list, null, 2) + "\n" : renderRoundList(list));
+    return;
+  }
   const out = resolve(f.out);
   const progress = new SweepProgress(process.stderr, Boolean(process.stderr.isTTY));
   const say = (line: string) => (f.quiet ? undefined : progress.say(line));

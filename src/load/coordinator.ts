@@ -4,7 +4,10 @@
 import type { Subprocess } from "bun";
 import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
+import { readLimits } from "../system/limits.ts";
 import { rssBytes } from "../system/self.ts";
+import { tlsOptionsFor } from "./connection.ts";
+import { PhaseCounters } from "../system/tcp-counters.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
 import { addCounters, encodeHistogram, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
@@ -65,16 +68,21 @@ interface WorkerState extends WorkerOutcome {
   rates: WorkerRates;
   /** When its last figures arrived (performance.now ms). */
   heardAt: number;
+  /** When its last open connection went (wall-clock ms, from its figures); null while any is open. */
+  emptyAt: number | null;
 }
 
 const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
 /** A worker's figures older than this at a sample are late: its last rates are held and the line says so. */
 const LATE_MS = 1500;
+/** How long a server's /conns may take to catch up with our count at a phase change (see askServer). */
+const SERVER_SETTLE_MS = 1000;
 
 /** GET /conns on the server; null when the server has no such endpoint. */
-async function fetchServerConns(url: string, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
+async function fetchServerConns(url: string, tls: Bun.TLSOptions | null, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    // An https status URL is checked as the plan's wss connections are (--ca, --insecure, --servername).
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), ...(tls !== null ? { tls } : {}) });
     if (!res.ok) return { error: `${url} answered HTTP ${res.status}` };
     const body = (await res.json()) as { conns?: unknown; closed?: unknown };
     if (typeof body.conns !== "number") return { error: `${url} did not answer {"conns":N}` };
@@ -107,6 +115,9 @@ class LoadRun {
   private serverError: string | null = null;
   /** The last sample's live histograms, encoded before they are reset (only when onFigures wants them). */
   private recent = { latency: "", lateness: "" };
+  /** The kernel's TCP counters, snapshotted here (before the first dial) and at the end of each phase. */
+  private readonly tcp = new PhaseCounters();
+  private saidAllGone = false;
 
   constructor(
     private readonly plan: LoadPlan,
@@ -114,7 +125,7 @@ class LoadRun {
   ) {
     this.states = shardPlan(plan).map((shard) => ({
       shard, proc: null, pid: 0, lastFigures: null, errors: {}, ramped: null, held: null, final: null, baseRss: 0, exitCode: null, error: null,
-      rateBase: null, rates: NO_RATES, heardAt: 0,
+      rateBase: null, rates: NO_RATES, heardAt: 0, emptyAt: null,
     }));
   }
 
@@ -131,12 +142,14 @@ class LoadRun {
       await this.ramp();
       await this.traffic();
       await this.hooks.barrier?.("close");
-      this.serverAtEnd = await this.askServer();
+      this.serverAtEnd = await this.askServer(this.states.reduce((n, s) => n + (s.held?.counters.open ?? 0), 0));
       await this.close();
     } finally {
       clearInterval(sampler);
       await this.reap();
     }
+    // After the reap: a worker killed with connections open resets them as it exits.
+    this.tcp.end("close");
     const last = this.sampleNow();
     if (last.t > (this.samples.at(-1)?.t ?? 0)) {
       this.samples.push(last);
@@ -147,6 +160,7 @@ class LoadRun {
     return buildReport(this.plan, this.states, {
       startedAt: this.startedAt, coordinatorRssBytes: this.coordinatorRss, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
       serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError,
+      tcp: { phases: this.tcp.phases, unreadable: this.tcp.unread() }, limits: () => readLimits(),
     });
   }
 
@@ -158,7 +172,8 @@ class LoadRun {
     const none = this.hooks.signal?.aborted === true;
     for (const s of this.states) this.post(s, { t: "start", shard: none ? { ...s.shard, slots: 0 } : s.shard });
     await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
-    this.serverAtRamp = await this.askServer();
+    this.tcp.end("ramp");
+    this.serverAtRamp = await this.askServer(this.states.reduce((n, s) => n + (s.ramped?.counters.open ?? 0), 0));
   }
 
   private async traffic(): Promise<void> {
@@ -174,16 +189,41 @@ class LoadRun {
     this.setPhase("run");
     const start = nowMs() + 20;
     for (const s of this.states) this.post(s, { t: "run", t0: start, durationS: plan.durationS });
-    await sleep(plan.durationS * 1000, hooks.signal);
+    await this.lastFor(plan.durationS * 1000, "traffic");
     for (const s of this.states) this.post(s, { t: "hold" });
     await this.until(() => this.states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), waitFor(plan.connections / 10, 2000), false);
     if (plan.holdS > 0) {
       this.setPhase("hold");
-      await sleep(plan.holdS * 1000, hooks.signal);
+      await this.lastFor(plan.holdS * 1000, "hold");
     }
   }
 
+  /** A phase of `ms`, cut short (and said so, once) when every connection is gone for good. */
+  private async lastFor(ms: number, phase: string): Promise<void> {
+    await this.until(() => this.allGoneAt() !== null, ms);
+    const at = this.allGoneAt();
+    if (at === null || this.saidAllGone) return;
+    this.saidAllGone = true;
+    this.warnings.push(`every connection was closed by the server at t=${((at - this.t0) / 1000).toFixed(1)}s; the ${phase} phase ended early`);
+  }
+
+  /**
+   * Without --reconnect nothing reopens after the ramp, so once every worker's last connection went there is
+   * nothing left to measure: when the last one went (wall-clock ms), else null. With --reconnect, null.
+   */
+  private allGoneAt(): number | null {
+    if (this.plan.reconnect) return null;
+    let last: number | null = null;
+    for (const s of this.states) {
+      if (s.emptyAt !== null) last = Math.max(last ?? 0, s.emptyAt);
+      else if (alive(s) && (s.lastFigures?.counters.opened ?? 0) > 0) return null;
+    }
+    return last;
+  }
+
   private async close(): Promise<void> {
+    // Run ends here: the traffic, the hold, and the server's count at the end.
+    this.tcp.end("run");
     this.setPhase("closing");
     for (const s of this.states) this.post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
     const closing = Math.max(this.plan.connections, this.hooks.closingConnections ?? 0);
@@ -226,6 +266,7 @@ class LoadRun {
       case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
       case "figures":
         updateRates(s, msg);
+        s.emptyAt = msg.emptyAtMs;
         s.lastFigures = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
         s.errors = msg.errors;
         if (msg.recentLatency) mergeEncoded(this.live, msg.recentLatency);
@@ -276,14 +317,24 @@ class LoadRun {
     this.hooks.onPhase?.(p);
   }
 
-  private async askServer(): Promise<ServerConns | null> {
+  /**
+   * The server's /conns, to set beside `ours`. A server may publish its count a moment late (wsmillion
+   * serve's is pushed to its workers, about 0.1 s behind the last change), so while it differs from ours it
+   * is asked again, for up to SERVER_SETTLE_MS; a difference that outlasts that is real and kept as it is.
+   */
+  private async askServer(ours: number): Promise<ServerConns | null> {
     if (!this.plan.statusUrl) return null;
-    const r = await fetchServerConns(this.plan.statusUrl);
-    if ("error" in r) {
-      this.serverError = r.error;
-      return null;
+    const tls = this.plan.tls !== null ? tlsOptionsFor(this.plan.tls) : null;
+    const deadline = performance.now() + SERVER_SETTLE_MS;
+    for (;;) {
+      const r = await fetchServerConns(this.plan.statusUrl, tls);
+      if ("error" in r) {
+        this.serverError = r.error;
+        return null;
+      }
+      if (r.conns === ours || performance.now() >= deadline) return r;
+      await sleep(100);
     }
-    return r;
   }
 
   /**

@@ -2,8 +2,11 @@
 // versions, the findings, and the find-max answer.
 import type { RoundResult, SweepReport } from "../sweep/schema.ts";
 import { latenessRule } from "../sweep/criteria.ts";
+import { fmtSize, split } from "../sweep/rounds.ts";
 import { count, shortMs } from "../format.ts";
 import { renderTable, type Align } from "./table.ts";
+import { byCause } from "./load-report.ts";
+import type { KernelReport } from "../system/tcp-counters.ts";
 
 /** Three significant digits at most: 2.4 MiB, 23.8 MiB, 107 MiB. */
 function sig(v: number): string {
@@ -31,15 +34,21 @@ function result(r: RoundResult): string {
   return `FAILED: ${why}${r.reasons.length > 1 ? ` (+${r.reasons.length - 1})` : ""}`;
 }
 
+/** The total, with the field report's split beside it when the round has one: "2,600 (4 x 650)". */
+function connectionsCell(r: Pick<RoundResult, "connections" | "clients">): string {
+  const parts = split(r);
+  return parts ? `${count(r.connections)} (${parts})` : count(r.connections);
+}
+
 export function roundRow(r: RoundResult): string[] {
   const s = r.server;
   const errs = Math.max(r.outcome.failed, r.connections - r.outcome.openAtRamp) + r.outcome.dropped;
   return [
     String(r.index),
-    count(r.connections),
-    fmtBytes(r.size),
-    `${count(r.intervalMs)} ms`,
-    count(r.offeredPerSec),
+    connectionsCell(r),
+    fmtSize(r.size),
+    r.inFlight ? `${count(r.inFlight)} in flight` : `${count(r.intervalMs)} ms`,
+    r.inFlight ? "closed loop" : count(r.offeredPerSec),
     count(r.traffic.achievedPerSec),
     `${fmtBytes(r.traffic.bytesOutPerSec)}/s`,
     s ? s.cpuCores.toFixed(2) : "n/a",
@@ -81,7 +90,8 @@ export function settingsLine(report: SweepReport): string {
 export function renderMarkdown(report: SweepReport): string {
   const out: string[] = [];
   const source = report.settings.preset
-    ? `the \`${report.settings.preset.name}\` preset (scale ${report.settings.preset.scale}: ${report.settings.preset.rule})`
+    ? `the \`${report.settings.preset.name}\` preset${report.settings.preset.name === "classic" ? ", the field report's thirteen rounds" : ""} ` +
+      `(scale ${report.settings.preset.scale}: ${report.settings.preset.rule})`
     : report.settings.source === "find-max" ? "--find-max" : report.settings.source === "file" ? "a rounds file" : "the flag matrix";
   out.push(`# wsmillion sweep: ${report.rounds.length} round${report.rounds.length === 1 ? "" : "s"}`);
   out.push("");
@@ -99,7 +109,10 @@ export function renderMarkdown(report: SweepReport): string {
   out.push("");
   out.push("CPU in cores (1.00 = one core busy), the mean over each round's traffic; server CPU and RSS from /proc for a local server, " +
     "from its /stats otherwise; KiB/conn is the server's RSS growth over the ramp per connection; errors are failed dials, " +
-    "connections missing after the ramp and dropped ones; load1 is the highest 1-minute load average seen during the round.");
+    "connections missing after the ramp and dropped ones; load1 is the highest 1-minute load average seen during the round." +
+    (report.rounds.some((r) => split(r) !== null)
+      ? " A split such as 4 x N is the field report's, over its client machines; here all of them ran from this machine."
+      : ""));
   out.push("");
   out.push("## Findings");
   out.push("");
@@ -111,7 +124,32 @@ export function renderMarkdown(report: SweepReport): string {
     out.push("");
     for (const r of failed) out.push(`- R${r.index} (${r.label}): ${r.reasons.join("; ")}`);
   }
+  out.push(...kernelMarkdown(report.rounds.map((r) => ({ index: r.index, label: r.label, kernel: r.load.kernel }))));
   out.push("");
   out.push("Everything, with per-second samples and merged latency histograms: `report.json`. Charts: `report.html`.");
   return out.join("\n") + "\n";
+}
+
+/**
+ * The kernel TCP counters that moved and matter in each round (the load report's `kernel`), grouped by likely
+ * cause, then each doctor check's fix once. Nothing when no round had any.
+ */
+export function kernelMarkdown(all: { index: number; label: string; kernel: KernelReport }[]): string[] {
+  const rounds = all.filter((r) => r.kernel.notable.length > 0);
+  if (rounds.length === 0) return [];
+  const out = ["", "## Kernel TCP counters", "", `Counted over each round's ramp, run and close on ${rounds[0]!.kernel.scope}: system-wide, so other programs' TCP on it counts too. Per round, what moved and matters:`, ""];
+  const fixes = new Map<string, { title: string; fix: string[]; avoid: string[] }>();
+  for (const r of rounds) {
+    for (const group of byCause(r.kernel.notable)) {
+      const { likelyCause, check } = group[0]!;
+      const counters = group.map((n) => `${n.counter} +${count(n.delta)} (${n.phases.join(", ")})`).join(", ");
+      out.push(`- R${r.index} (${r.label}): ${counters}. Likely cause: ${likelyCause}.` + (check ? ` Fix: the doctor's check \`${check.id}\` (${check.title}: ${check.value}).` : ""));
+      if (check && !fixes.has(check.id)) fixes.set(check.id, { title: check.title, fix: group[0]!.fix, avoid: group[0]!.avoid });
+    }
+  }
+  for (const [id, f] of fixes) {
+    out.push("", `Fix for \`${id}\` (${f.title}):`, "", "```", ...f.fix, "```");
+    for (const a of f.avoid) out.push("", `Avoid: ${a}`);
+  }
+  return out;
 }

@@ -30,7 +30,7 @@ export function sweepLine(s: SweepSample, v: RoundView): string {
 export function roundEndLine(r: RoundResult): string {
   const t = r.traffic;
   const figures =
-    `${compact(t.achievedPerSec)} of ${compact(r.offeredPerSec)} msg/s` +
+    (r.inFlight ? `${compact(t.achievedPerSec)} msg/s closed loop` : `${compact(t.achievedPerSec)} of ${compact(r.offeredPerSec)} msg/s`) +
     (r.server ? `, server ${r.server.cpuCores.toFixed(2)} cores ${mib(r.server.peakRssBytes)}` : "") +
     (r.latency.rtt.count > 0 ? `, rtt p50 ${shortMs(r.latency.rtt.p50Ms)} p99 ${shortMs(r.latency.rtt.p99Ms)} ms` : "") +
     `, ${compact(r.outcome.openAtRamp)}/${compact(r.connections)} open`;

@@ -143,6 +143,7 @@ function loadPlan(round: Round, durationS: number, settings: RoundSettings, dest
       concurrency: settings.concurrency,
       durationS,
       intervalMs: round.intervalMs,
+      inFlight: round.inFlight ?? 0,
       size: round.size,
       mode: settings.mode,
       ...(settings.loadWorkers === "auto" ? {} : { workers: settings.loadWorkers }),

@@ -7,10 +7,20 @@ export interface Round {
   connections: number;
   /** Payload bytes per message. */
   size: number;
-  /** Each connection sends every intervalMs. */
+  /** Each connection sends every intervalMs (open loop; ignored when inFlight is set). */
   intervalMs: number;
+  /**
+   * Closed loop: each connection keeps this many messages outstanding and sends the next as an echo
+   * returns, so the server's pace sets the rate (find-max rate). Absent: open loop on intervalMs.
+   */
+  inFlight?: number;
   /** Seconds of traffic; the sweep's --duration when absent. */
   durationS?: number;
+  /**
+   * The client machines the field report spread these connections over (its "4 x N"). A label only:
+   * today every connection runs from this machine, `connections` being the sum.
+   */
+  clients?: number;
 }
 
 /** When a round has failed; the limits themselves, checked in criteria.ts. */
@@ -30,7 +40,7 @@ export interface Criteria {
   tripAfterS: number;
 }
 
-/** What --find-max raises: connections, or (rate) each connection's send frequency. */
+/** What --find-max raises: connections (open loop), or (rate) the messages each connection keeps in flight (closed loop). */
 export type FindMaxWhat = "connections" | "rate";
 
 /** The generator's phases, and the pause between rounds (machine figures only). */
@@ -168,11 +178,24 @@ export interface MachineInfo {
   portRange: string;
 }
 
+/** One level of a find-max search. */
+export interface FindMaxLevel {
+  round: number;
+  connections: number;
+  intervalMs: number;
+  /** Messages outstanding per connection (rate: closed loop); 0 in open loop. */
+  inFlight: number;
+  /** 0 in closed loop, where the server's pace sets the rate. */
+  offeredPerSec: number;
+}
+
 export interface FindMaxResult {
   what: FindMaxWhat;
   /** The last level whose round held, or null when the first already failed. */
-  lastHeld: { round: number; connections: number; intervalMs: number; offeredPerSec: number } | null;
-  firstFailed: { round: number; connections: number; intervalMs: number; offeredPerSec: number; reasons: string[] } | null;
+  lastHeld: FindMaxLevel | null;
+  firstFailed: (FindMaxLevel & { reasons: string[] }) | null;
+  /** rate: the level that held and moved the most messages/s, with its round trips; null for connections or when none held. */
+  best: (FindMaxLevel & { achievedPerSec: number; rttP50Ms: number; rttP99Ms: number }) | null;
   /** Why the search ended. */
   ended: string;
 }

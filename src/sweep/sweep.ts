@@ -12,7 +12,7 @@ import { secondsSince } from "./figures.ts";
 import { machineFigures } from "./probe.ts";
 import { localTargets, runRound, type RoundSettings, type RoundView, type SweepHooks } from "./round.ts";
 import { between, heavier, roundLabel } from "./rounds.ts";
-import type { FindMaxResult, FindMaxWhat, MachineInfo, Round, RoundResult, SweepReport, SweepSample } from "./schema.ts";
+import type { FindMaxLevel, FindMaxResult, FindMaxWhat, MachineInfo, Round, RoundResult, SweepReport, SweepSample } from "./schema.ts";
 import pkg from "../../package.json" with { type: "json" };
 
 export interface SweepOptions extends RoundSettings {
@@ -94,7 +94,7 @@ class Sweep {
   }
 }
 
-/** What a find-max search knows so far. */
+/** What a find-max connections search knows so far. */
 interface Bracket {
   held: RoundResult | null;
   failed: RoundResult | null;
@@ -104,11 +104,20 @@ interface Bracket {
 
 type NextLevel = { next: Round } | { ended: string };
 
+/** A find-max level as the report keeps it. */
+function level(r: RoundResult): FindMaxLevel {
+  return { round: r.index, connections: r.connections, intervalMs: r.intervalMs, inFlight: r.inFlight ?? 0, offeredPerSec: r.offeredPerSec };
+}
+
+function findMaximum(sweep: Sweep, fm: FindMaxSettings, start: Round, capacity: number, signal: AbortSignal | undefined): Promise<FindMaxResult> {
+  return fm.what === "rate" ? findMaxRate(sweep, fm, start, signal) : findMaxConnections(sweep, fm, start, capacity, signal);
+}
+
 /**
  * Heavier levels, `step` times each, until one fails; then up to `refine` levels halfway between the
  * last that held and the first that failed. The answer is the last level that held.
  */
-async function findMaximum(sweep: Sweep, fm: FindMaxSettings, start: Round, capacity: number, signal: AbortSignal | undefined): Promise<FindMaxResult> {
+async function findMaxConnections(sweep: Sweep, fm: FindMaxSettings, start: Round, capacity: number, signal: AbortSignal | undefined): Promise<FindMaxResult> {
   const b: Bracket = { held: null, failed: null, refinesLeft: fm.refine };
   let ended = `stopped after ${fm.maxRounds} rounds (--max-rounds)`;
   let current = start;
@@ -126,28 +135,65 @@ async function findMaximum(sweep: Sweep, fm: FindMaxSettings, start: Round, capa
     current = step.next;
   }
   if (signal?.aborted) ended = "interrupted";
-  const level = (r: RoundResult) => ({ round: r.index, connections: r.connections, intervalMs: r.intervalMs, offeredPerSec: r.offeredPerSec });
-  return { what: fm.what, lastHeld: b.held ? level(b.held) : null, firstFailed: b.failed ? { ...level(b.failed), reasons: b.failed.reasons } : null, ended };
+  return { what: fm.what, lastHeld: b.held ? level(b.held) : null, firstFailed: b.failed ? { ...level(b.failed), reasons: b.failed.reasons } : null, best: null, ended };
 }
 
 /** The level after `current`: heavier while none failed, then halfway between held and failed; or why the search ends. */
 function nextLevel(fm: FindMaxSettings, current: Round, b: Bracket, capacity: number): NextLevel {
-  if (!b.failed) return heavierLevel(fm, current, capacity);
+  if (!b.failed) {
+    const next = heavier(current, "connections", fm.step);
+    return next.connections > capacity ? { ended: `reached what this machine holds (${count(Math.floor(capacity))} connections) before the criteria failed` } : { next };
+  }
   if (!b.held) return { ended: "the first level already failed: start lower" };
   if (b.refinesLeft <= 0) {
     return { ended: `the last level that held and the first that failed bracket the maximum (${fm.refine} refining round${fm.refine === 1 ? "" : "s"})` };
   }
-  const mid = between(b.held, b.failed, fm.what);
+  const mid = between(b.held, b.failed);
   return mid ? { next: mid } : { ended: "no whole level lies between the last that held and the first that failed" };
 }
 
-function heavierLevel(fm: FindMaxSettings, current: Round, capacity: number): NextLevel {
-  const next = heavier(current, fm.what, fm.step);
-  if (fm.what === "connections" && next.connections > capacity) {
-    return { ended: `reached what this machine holds (${count(Math.floor(capacity))} connections) before the criteria failed` };
+/** A level must beat the one before by this much for the search to go on: less is noise, not headroom. */
+export const RATE_GAIN = 1.05;
+
+/**
+ * Closed loop at fixed connections: each level keeps `step` times more messages in flight per connection,
+ * so the generator sends as fast as echoes return and the achieved rate is the server's pace. More in
+ * flight raises the rate until the server (or the machine) is saturated; past that it only lengthens the
+ * queue, and the round trips. The search stops when a level gains less than 5% over the one before or
+ * fails the criteria (round trip p99 over --max-p99, errors); the answer is the best rate that held.
+ */
+async function findMaxRate(sweep: Sweep, fm: FindMaxSettings, start: Round, signal: AbortSignal | undefined): Promise<FindMaxResult> {
+  let ended = `stopped after ${fm.maxRounds} rounds (--max-rounds)`;
+  let held: RoundResult | null = null;
+  let failed: RoundResult | null = null;
+  let best: RoundResult | null = null;
+  let current = start;
+  for (let i = 1; i <= fm.maxRounds && !signal?.aborted; i++) {
+    const r = await sweep.next(current, i, fm.maxRounds);
+    if (!r.held) {
+      failed = r;
+      ended = `${r.inFlight} in flight failed the criteria (${r.reasons[0]})`;
+      break;
+    }
+    const prev = held;
+    held = r;
+    const rate = r.traffic.achievedPerSec;
+    if (!best || rate > best.traffic.achievedPerSec) best = r;
+    if (prev && rate < prev.traffic.achievedPerSec * RATE_GAIN) {
+      const gain = (rate / prev.traffic.achievedPerSec - 1) * 100;
+      ended = `the rate stopped growing: ${count(rate)} msg/s at ${r.inFlight} in flight, ${gain >= 0 ? "+" : ""}${gain.toFixed(1)}% over ${prev.inFlight} in flight (< ${Math.round((RATE_GAIN - 1) * 100)}%)`;
+      break;
+    }
+    current = heavier(current, "rate", fm.step);
   }
-  if (fm.what === "rate" && next.intervalMs >= current.intervalMs) return { ended: "reached a 1 ms interval before the criteria failed" };
-  return { next };
+  if (signal?.aborted) ended = "interrupted";
+  return {
+    what: fm.what,
+    lastHeld: held ? level(held) : null,
+    firstFailed: failed ? { ...level(failed), reasons: failed.reasons } : null,
+    best: best ? { ...level(best), achievedPerSec: best.traffic.achievedPerSec, rttP50Ms: best.latency.rtt.p50Ms, rttP99Ms: best.latency.rtt.p99Ms } : null,
+    ended,
+  };
 }
 
 function sweepReport(o: SweepOptions, startedAt: Date, rounds: RoundResult[], findMax: FindMaxResult | null, interrupted: boolean): SweepReport {
