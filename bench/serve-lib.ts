@@ -325,7 +325,7 @@ export class RawClient {
       const one = (): void => {
         const i = next++;
         const h = i % hosts;
-        const c: Raw = { sock: null, up: false, head: null, pbuf: null, fragOp: 0, fragParts: null, fragLen: 0, pdone: false, inflight: 0, pending: null };
+        const c: Raw = { sock: null, up: false, head: null, pbuf: null, fragOp: 0, fragParts: null, fragLen: 0, pdone: false, fragComp: false, pmd: null, inflight: 0, pending: null };
         this.conns.push(c);
         Bun.connect<Raw>({ hostname: `127.0.0.${h + 1}`, port, data: c, socket: this.handlers }).then(
           (sock) => {

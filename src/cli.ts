@@ -1,11 +1,13 @@
 // Entry point: parses argv (including the classic Go tool's single-dash flags) and dispatches to commands/.
 import { Command, CommanderError } from "commander";
-import { UsageError } from "./flags.ts";
+import { ExpectedFailure, UsageError } from "./flags.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerLoad } from "./commands/load.ts";
 import { registerDoctor } from "./commands/doctor.ts";
 import { registerSweep } from "./commands/sweep.ts";
 import { registerDemo } from "./commands/demo.ts";
+import { registerAgent } from "./commands/agent.ts";
+import { registerMerge } from "./commands/merge.ts";
 import pkg from "../package.json" with { type: "json" };
 
 /**
@@ -46,10 +48,17 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerSweep(program);
   registerDemo(program);
+  registerAgent(program);
+  registerMerge(program);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }
 
+/**
+ * Exit codes: 0 done, 2 a usage error or an expected failure (one line each, no stack: nothing for a
+ * developer to see), the command's own otherwise. An unexpected error is a bug: it is rethrown, so Bun
+ * prints it with its stack trace and exits 1.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
@@ -63,6 +72,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (err instanceof UsageError) {
       console.error(`wsmillion: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof ExpectedFailure) {
+      // Only a command's action gets this far, so argv[0] names the command.
+      console.error(`wsmillion ${argv[0]}: ${err.message}`);
       return 2;
     }
     throw err;

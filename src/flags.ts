@@ -1,9 +1,16 @@
-// Flag parsing shared by every command, and the usage error every layer may raise: one line that names the
-// flag and the fix, exit code 2. A leaf: it imports nothing of ours.
+// Flag parsing shared by every command, and the errors every layer may raise for the user to fix (a usage
+// error, an expected failure): one line that names the cause and the fix, exit code 2. A leaf: it imports
+// nothing of ours.
 import { InvalidArgumentError } from "commander";
 
 /** A mistake in how the command was called: printed as one line, exit code 2. */
 export class UsageError extends Error {}
+
+/**
+ * Something the machine will not do for a well-formed command (a port taken, an address it does not have):
+ * printed as one line naming the cause and the fix, exit code 2, and no stack trace, since no code is wrong.
+ */
+export class ExpectedFailure extends Error {}
 
 export function integer(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (raw: string): number => {

@@ -183,6 +183,21 @@ describe("plan check at each edge", () => {
     expect(find(checkPlan({ role: "server", connections: max + 1 }, l).findings, "memory").status).toBe("fail");
   });
 
+  test("a wss client, and one keeping deflate windows, costs more memory per connection: fewer fit, and the finding says why", () => {
+    const l = limitsOf("memory-small");
+    const client = (x: Partial<PlanInput>) => checkPlan({ role: "client", connections: 1_000_000, ...x }, l);
+    const plain = client({});
+    const wss = client({ tls: true });
+    const both = client({ tls: true, deflate: true });
+    expect(wss.capacity.client.bytesPerConnection).toBe(plain.capacity.client.bytesPerConnection + COSTS.clientTlsBytes);
+    expect(both.capacity.client.bytesPerConnection).toBe(wss.capacity.client.bytesPerConnection + COSTS.clientDeflateBytes);
+    expect(wss.capacity.client.max).toBeLessThan(plain.capacity.client.max);
+    expect(both.capacity.client.max).toBeLessThan(wss.capacity.client.max);
+    expect(find(both.findings, "memory").detail).toContain(`(${Math.round((COSTS.clientBytes + COSTS.clientTlsBytes + COSTS.clientDeflateBytes) / 1024)} KiB user`);
+    // The server side is not the client's: its figure does not move.
+    expect(checkPlan({ role: "server", connections: 1000, tls: true, deflate: true }, l).capacity.server.bytesPerConnection).toBe(plain.capacity.server.bytesPerConnection);
+  });
+
   test("small pids.max caps processes, so connections", () => {
     const l = limitsOf("pids-small");
     const { capacity } = checkPlan({ role: "both", connections: 100_000 }, l);

@@ -3,7 +3,9 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { defaultInterval } from "../src/commands/demo.ts";
 import { parseMeminfo } from "../src/system/meminfo.ts";
+import { echoCapacity } from "../src/system/model.ts";
 import { Timeline } from "../src/report/timeline.ts";
 import type { ProgressSnapshot } from "../src/load/report.ts";
 import type { ClusterStats } from "../src/server/stats.ts";
@@ -23,6 +25,17 @@ test("timeline: counts are compared only when taken close together, never on a p
   expect(tl.samples[2]!.serverSkewMs).toBeGreaterThanOrEqual(5000);
 });
 
+test("demo's default traffic offers at most half of what the cores drive, at a round interval", () => {
+  // 2 cores drive 1e6 * 2 / 37 = 54,054 echoes/s by the model: half is 27,027.
+  expect(defaultInterval(50_000, 2)).toBe(2000); // 1,850 ms needed -> 25,000 msg/s
+  expect(defaultInterval(400, 2)).toBe(100); // the shortest offered
+  expect(defaultInterval(1_000_000, 2)).toBe(60_000); // 37 s needed -> the longest
+  expect(defaultInterval(50_000, 16)).toBe(250); // more cores, more traffic
+  for (const [n, cores] of [[50_000, 2], [200_000, 4], [3_000, 1]] as const) {
+    expect((n * 1000) / defaultInterval(n, cores)).toBeLessThanOrEqual(echoCapacity(cores) * 0.5);
+  }
+});
+
 test("meminfo: used is MemTotal - MemAvailable, slab in bytes", () => {
   const m = parseMeminfo("MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    600 kB\nSlab:             50 kB\n");
   expect(m).toEqual({ totalBytes: 1000 * 1024, usedBytes: 400 * 1024, slabBytes: 50 * 1024 });
@@ -36,7 +49,9 @@ test("demo: ramp, traffic, idle hold, report files with the server's count equal
   });
   const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
   expect(code).toBe(0);
-  expect(stdout).toMatch(/demo: 400 of 400 connections held, 0 failed, 0 of [1-9]\d* steady samples where \/conns differed/);
+  // Liveness left to the demo: scaled with the connections, and said in one line.
+  expect(stdout).toContain("pings: every 30 s (400 connections at ≤ 14 pings/s), idle timeout 120 s");
+  expect(stdout).toMatch(/demo: 400 of 400 connections held, 0 failed, 0 of [1-9]\d* steady samples where \/conns differed; traffic: .*; plan met/);
   const run = JSON.parse(readFileSync(join(out, "demo.json"), "utf8"));
   expect(run.schema).toBe("wsmillion.demo/1");
   expect(run.summary.peakOpen).toBe(400);

@@ -1,7 +1,7 @@
 // `wsmillion load` on the command line: the classic Go flag line parsed exactly, usage errors (exit 2, one
 // line naming the flag), the plan check, the JSON report, and exit codes.
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildProgram, translateClassicFlags } from "../src/cli.ts";
@@ -64,6 +64,43 @@ describe("flags", () => {
   });
 });
 
+describe("TLS, deflate and payload flags become the plan", () => {
+  test("plain by default: no TLS, no deflate offer, fill payloads", async () => {
+    const { plan } = resolvePlan(await parse(["ws://127.0.0.1:8080/ws"]));
+    expect(plan).toMatchObject({ tls: null, deflate: null, payload: "fill" });
+  });
+
+  test("wss:// in the URL, in --targets, or --tls with --addr; https status URL; --servername and --ca carried", async () => {
+    const url = resolvePlan(await parse(["wss://127.0.0.1:8443/ws", "--insecure"])).plan;
+    expect(url).toMatchObject({ tls: { insecure: true, caFile: null, serverName: null }, statusUrl: "https://127.0.0.1:8443/conns" });
+    const targets = resolvePlan(await parse(["--targets", "wss://127.0.0.1-2:8443", "--insecure"])).plan;
+    expect(targets.tls).not.toBeNull();
+    expect(targets.targets).toEqual([{ host: "127.0.0.1", port: 8443 }, { host: "127.0.0.2", port: 8443 }]);
+    const dir = mkdtempSync(join(tmpdir(), "wsm-ca-"));
+    stops.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ca = join(dir, "ca.pem");
+    writeFileSync(ca, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+    const addr = resolvePlan(await parse(["--addr", "10.0.0.5:443", "--tls", "--servername", "gw.example.com", "--ca", ca])).plan;
+    expect(addr).toMatchObject({ tls: { insecure: false, caFile: ca, serverName: "gw.example.com" }, statusUrl: "https://10.0.0.5:443/conns" });
+  });
+
+  test("each --deflate-* flag implies --deflate; window bits bare or with a value", async () => {
+    const a = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate-server-no-context-takeover", "--deflate-client-max-window-bits"])).plan;
+    expect(a.deflate).toEqual({ clientNoContextTakeover: false, serverNoContextTakeover: true, clientMaxWindowBits: true, serverMaxWindowBits: null });
+    const b = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate", "--deflate-client-max-window-bits", "10", "--deflate-server-max-window-bits", "9", "--deflate-client-no-context-takeover"])).plan;
+    expect(b.deflate).toEqual({ clientNoContextTakeover: true, serverNoContextTakeover: false, clientMaxWindowBits: 10, serverMaxWindowBits: 9 });
+  });
+
+  test("--payload text; --deflate with the default fill payload warns that it compresses unrealistically", async () => {
+    const { plan, warnings } = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate"]));
+    expect(plan.payload).toBe("fill");
+    expect(warnings.join("\n")).toContain("--payload text sends JSON-like text");
+    const text = resolvePlan(await parse(["ws://127.0.0.1:8080/ws", "--deflate", "--payload", "text"]));
+    expect(text.plan.payload).toBe("text");
+    expect(text.warnings.join("\n")).not.toContain("--payload text");
+  });
+});
+
 describe("usage errors: one line naming the flag, exit 2", () => {
   const cases: [string, string[], RegExp][] = [
     ["bad number", ["load", "-addr", "127.0.0.1:1", "-con", "lots"], /--connections takes a whole number/],
@@ -72,7 +109,7 @@ describe("usage errors: one line naming the flag, exit 2", () => {
     ["no target", ["load", "--connections", "10"], /no server to load: give ws:\/\/host:port\/path, -addr host:port or --targets/],
     ["bad targets", ["load", "--targets", "127.0.0.1-300:80"], /--targets: '127\.0\.0\.1-300:80'/],
     ["bad header", ["load", "ws://127.0.0.1:1/ws", "--header", "nocolon"], /--header takes Name:value/],
-    ["wss", ["load", "wss://127.0.0.1:1/ws"], /wss:\/\/ \(TLS\) is not supported/],
+    ["not a WebSocket URL", ["load", "http://127.0.0.1:1/ws"], /the target URL must start with ws:\/\/ or wss:\/\//],
     ["unknown flag", ["load", "ws://127.0.0.1:1/ws", "--frobnicate"], /unknown option '--frobnicate'/],
   ];
   for (const [what, args, re] of cases) {
@@ -119,15 +156,23 @@ describe("a run", () => {
     expect(r.stderr).toMatch(/open 200\/200/); // plain progress lines when not a terminal
     const j = JSON.parse(readFileSync(file, "utf8")) as LoadReport;
     expect(j.schema).toBe("wsmillion.load/1");
-    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "drops", "endedAt", "errors", "generator", "latency", "ourCloses", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
+    expect(Object.keys(j).sort()).toEqual(["connections", "counters", "deflate", "drops", "endedAt", "errors", "generator", "kernel", "latency", "ourCloses", "outages", "plan", "samples", "schema", "server", "serverCloses", "startedAt", "traffic", "verdict", "warnings", "workers"]);
+    expect(j.deflate).toBeNull();
     expect(j.connections).toMatchObject({ target: 200, opened: 200, failed: 0, closedByUs: 200 });
-    expect(Object.keys(j.latency).sort()).toEqual(["connect", "handshake", "lateness", "loopLag", "push", "rtt"]);
+    expect(Object.keys(j.latency).sort()).toEqual(["connect", "handshake", "lateness", "loopLag", "push", "rtt", "tls"]);
+    expect(j.latency.tls.count).toBe(0);
+    // Without deflate the wire carries each payload plus its 6-byte masked header, and one 8-byte close frame per connection.
+    expect(j.traffic.wireBytesOut).toBe(j.traffic.bytesOut + 6 * j.traffic.sent + 8 * 200);
     expect(j.latency.rtt.count).toBeGreaterThan(100);
     expect(j.latency.rtt.encoded.length).toBeGreaterThan(10);
     expect(j.traffic.offeredPerSec).toBe(2000);
     expect(j.samples.length).toBeGreaterThanOrEqual(2);
     expect(j.workers[0]!.rssPerConnectionBytes).toBeGreaterThan(0);
     expect(j.server.atRamp).toEqual({ conns: 200, closed: 0 });
+    // The kernel's counters for each phase, read on this machine (their values are the whole box's).
+    expect(Object.keys(j.kernel).sort()).toEqual(["notable", "phases", "scope", "unreadable"]);
+    expect(Object.keys(j.kernel.phases)).toEqual(["ramp", "run", "close"]);
+    expect(j.kernel.phases.ramp).toHaveProperty("TcpExtListenOverflows");
   }, 30_000);
 
   test("failed connections exit 1 with the cause explained", async () => {

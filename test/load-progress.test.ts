@@ -58,4 +58,8 @@ test("closed loop (--in-flight): each connection keeps N outstanding and sends t
   expect(r.latency.lateness.count).toBe(0);
   expect(r.verdict.met).toBe(true);
   expect(r.plan.inFlight).toBe(4);
+  // The fixed cost: the coordinator (this process) plus the one worker at rest, before any connection.
+  expect(r.generator.processes).toBe(2);
+  expect(r.generator.coordinatorRssBytes).toBeGreaterThan(1 << 20);
+  expect(r.generator.fixedRssBytes).toBe(r.generator.coordinatorRssBytes + r.workers[0]!.baseRssBytes);
 }, 30_000);

@@ -47,7 +47,7 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 
 type Ev = [string, ...unknown[]];
 class State implements ParserState {
-  pbuf: Uint8Array | null = null; fragOp = 0; fragParts: Uint8Array[] | null = null; fragLen = 0; pdone = false;
+  pbuf: Uint8Array | null = null; fragOp = 0; fragParts: Uint8Array[] | null = null; fragLen = 0; pdone = false; fragComp = false; pmd = null;
   events: Ev[] = [];
 }
 const sink: FrameSink<State> = {
@@ -88,7 +88,7 @@ describe("opening handshake (RFC 6455 §4)", () => {
   test("a correct 101 is accepted, with the offset of the first frame", () => {
     const buf = concat(ok(), new Uint8Array([0x81, 0]));
     const r = parseResponse(buf, key);
-    expect(r).toEqual({ ok: true, headerBytes: buf.byteLength - 2, protocol: "" });
+    expect(r).toEqual({ ok: true, headerBytes: buf.byteLength - 2, protocol: "", deflate: null });
   });
   test("an incomplete header block waits for more bytes", () => {
     expect(parseResponse(ok().subarray(0, 30), key)).toBeNull();

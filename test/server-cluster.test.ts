@@ -16,7 +16,8 @@ describe("two workers", () => {
       const s = await eventually(srv.stats, (s) => s.conns === 200, 5000, "200 open");
       expect(s.workers).toHaveLength(2);
       for (const w of s.workers) expect(w.open).toBeGreaterThan(0);
-      expect(await srv.conns()).toEqual({ closed: 0, conns: 200 });
+      // /conns answers from a pushed count, which settles a moment after /stats' fresh reports.
+      expect(await eventually(srv.conns, (c) => c.conns === 200, 5000, "/conns at 200")).toEqual({ closed: 0, conns: 200 });
       const metrics = await fetch(`${srv.http}/metrics`).then((r) => r.text());
       expect(metrics).toContain("wsmillion_conns 200");
 

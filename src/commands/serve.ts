@@ -1,6 +1,6 @@
 // `wsmillion serve`: flags -> ServerConfig -> supervisor; start-up facts, limit warnings, a final stats line.
 import type { Command } from "commander";
-import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, livenessProblem, type ServerConfig } from "../server/config.ts";
+import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, chooseLiveness, livenessLine, livenessProblem, type ServerConfig } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import type { ClusterStats } from "../server/stats.ts";
 import { startupWarnings, workerNofile } from "../system/capacity.ts";
@@ -19,11 +19,19 @@ type ServeFlags = Omit<ServerConfig, "origins" | "maxConns" | "subprotocol" | "t
   token?: string;
 };
 
-export function serverConfigFrom({ origin, ...f }: ServeFlags): ServerConfig {
+/**
+ * Flags -> ServerConfig. `given` says which flags were typed: with --max-conns, the ping interval and idle
+ * timeout not given scale with it (chooseLiveness); given ones always win.
+ */
+export function serverConfigFrom({ origin, ...f }: ServeFlags, given: (flag: "pingInterval" | "idleTimeout") => boolean): ServerConfig {
   if (!f.path.startsWith("/")) throw new UsageError(`--path must start with '/', got '${f.path}'`);
-  const liveness = livenessProblem(f.pingInterval, f.idleTimeout);
+  const { pingInterval, idleTimeout } = chooseLiveness(f.maxConns, {
+    ...(given("pingInterval") && { pingInterval: f.pingInterval }),
+    ...(given("idleTimeout") && { idleTimeout: f.idleTimeout }),
+  });
+  const liveness = livenessProblem(pingInterval, idleTimeout);
   if (liveness) throw new UsageError(liveness);
-  return { ...f, maxConns: f.maxConns, subprotocol: f.subprotocol, token: f.token, origins: origin };
+  return { ...f, pingInterval, idleTimeout, maxConns: f.maxConns, subprotocol: f.subprotocol, token: f.token, origins: origin };
 }
 
 export function finalLine(s: ClusterStats): string {
@@ -55,8 +63,10 @@ export function registerServe(program: Command): void {
     .option("--token <secret>", "require Authorization: Bearer <secret> or ?token=<secret> (401 otherwise)")
     .option("--origin <origin>", "allow only this Origin (repeatable; 403 otherwise)", collect, [])
     .option("--quiet", "print only errors", d.quiet)
-    .action(async (flags: ServeFlags) => {
-      const config = serverConfigFrom(flags);
+    .action(async (flags: ServeFlags, cmd: Command) => {
+      // A flag's source is "default" unless the user typed it.
+      const given = (flag: "pingInterval" | "idleTimeout") => cmd.getOptionValueSource(flag) !== "default";
+      const config = serverConfigFrom(flags, given);
       const limits = readLimits();
       const say = (line: string) => {
         if (!config.quiet) console.log(line);
@@ -67,6 +77,7 @@ export function registerServe(program: Command): void {
       say(`wsmillion serve: ws://${shown}:${server.port}${config.path} (listening on ${config.host}:${server.port}), mode ${config.mode}`);
       say(`workers: ${sizing.initial}${sizing.max > sizing.initial ? ` (grows to ${sizing.max} as they fill)` : ""}, ${count(sizing.perWorker)} connections each (open-files limit ${workerNofile(limits)}); capacity ${count(sizing.maxConns)}`);
       say(`limits: max payload ${count(config.maxPayload)} B, max buffered ${count(config.maxBuffered)} B (${config.backpressure}), ping every ${config.pingInterval} s, idle timeout ${config.idleTimeout} s`);
+      if (config.maxConns !== undefined && !given("pingInterval")) say(livenessLine(config.maxConns, config));
       say(`endpoints: http://${shown}:${server.port}/conns /stats /metrics /healthz /dashboard`);
       for (const w of startupWarnings({ role: "server", connections: Number.isFinite(sizing.maxConns) ? sizing.maxConns : 1_000_000 }, limits)) {
         console.error(`warning: ${w}`);

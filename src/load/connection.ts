@@ -1,13 +1,18 @@
 // One client connection: a small state object per socket and ONE shared handler set for all sockets
-// (no closures or timers per connection). Speaks our RFC 6455 codec over a raw Bun TCP socket.
+// (no closures or timers per connection). Speaks our RFC 6455 codec over a raw Bun TCP socket, or over
+// Bun's TLS for wss:// (TCP connect, TLS handshake and upgrade each timed and failed by cause), with
+// permessage-deflate when the server agrees to our offer.
 import type { Socket, SocketHandler } from "bun";
+import { readFileSync } from "node:fs";
 import { generateKey, parseResponse, type RequestTemplate } from "../protocol/handshake.ts";
+import { MessageDeflate, type DeflateAgreement, type DeflateOffer } from "../protocol/deflate.ts";
 import { initParser, parseFrames, type FrameSink, type ParserState } from "../protocol/parser.ts";
 import { encodeClose, encodePong } from "../protocol/frame.ts";
 import type { MaskSource } from "../protocol/mask.ts";
 import { CLOSE_ABNORMAL, CLOSE_NORMAL } from "../protocol/close-codes.ts";
 import { STAMP_BYTES, nowMs } from "../protocol/stamp.ts";
-import { causeOf, ourCloseNote, type Metrics } from "./metrics.ts";
+import { causeOf, ourCloseNote, tlsCauseOf, type Metrics } from "./metrics.ts";
+import type { TlsPlan } from "./plan.ts";
 
 export const ST_IDLE = 0;
 export const ST_CONNECTING = 1;
@@ -17,6 +22,13 @@ export const ST_CLOSING = 4;
 export const ST_CLOSED = 5;
 /** Our close frame is queued behind bytes the socket has not taken yet; TCP ends once they are written. */
 export const ST_FLUSHING = 6;
+/** wss: TCP connected, TLS handshake in progress (the upgrade request goes once it completes). */
+export const ST_TLS = 7;
+
+/** A dial in progress: TCP connect, TLS handshake, or the upgrade. */
+export function isDialing(state: number): boolean {
+  return state === ST_CONNECTING || state === ST_TLS || state === ST_UPGRADING;
+}
 
 /**
  * How long a connection may take to write out what was pending before its close frame (the peer is not
@@ -35,6 +47,10 @@ export interface ConnHost {
   /** Upgrade request templates, one per target (the Host header differs). */
   readonly templates: readonly RequestTemplate[];
   readonly subprotocols: readonly string[];
+  /** TLS for every dial (wss), or null for plain TCP. */
+  readonly tls: Bun.TLSOptions | null;
+  /** The permessage-deflate offer the templates carry, or null. */
+  readonly deflate: DeflateOffer | null;
   readonly maxMessage: number;
   readonly measure: number;
   /** Lets the worker correct a cause the runtime misreports (Bun reports EMFILE on connect as ECONNREFUSED). */
@@ -56,6 +72,7 @@ export class Conn implements ParserState {
   t0 = 0;
   /** When the connection started flushing before its close frame (performance.now ms). */
   flushSince = 0;
+  /** TCP connected; then, with TLS, when the handshake completed: the upgrade is timed from here. */
   tConn = 0;
   /** Sec-WebSocket-Key while upgrading. */
   key: string | null = null;
@@ -74,6 +91,9 @@ export class Conn implements ParserState {
   fragParts: Uint8Array[] | null = null;
   fragLen = 0;
   pdone = false;
+  fragComp = false;
+  /** permessage-deflate on this connection (null: not offered or declined; nothing is kept then). */
+  pmd: MessageDeflate | null = null;
 
   constructor(
     readonly host: ConnHost,
@@ -84,11 +104,23 @@ export class Conn implements ParserState {
   ) {}
 }
 
+/**
+ * Bun's TLS options for a plan's wss settings, built once per process and shared by every dial.
+ * rejectUnauthorized is always set: measured with Bun 1.4, `tls: {}` dials plain TCP.
+ */
+export function tlsOptionsFor(t: TlsPlan): Bun.TLSOptions {
+  const o: Bun.TLSOptions = { rejectUnauthorized: !t.insecure };
+  if (t.caFile !== null) o.ca = readFileSync(t.caFile, "utf8");
+  if (t.serverName !== null) o.serverName = t.serverName;
+  return o;
+}
+
 interface ConnectOpts {
   hostname: string;
   port: number;
   socket: SocketHandler<Conn, "uint8array">;
   data: Conn;
+  tls?: Bun.TLSOptions;
   localAddress?: string;
   localPort?: number;
 }
@@ -101,6 +133,7 @@ export function dial(c: Conn, hostname: string, port: number, localAddress?: str
   try {
     // localAddress/localPort are supported by Bun.connect but missing from its type definitions.
     const opts: ConnectOpts = { hostname, port, socket: handlers, data: c };
+    if (c.host.tls !== null) opts.tls = c.host.tls;
     if (localAddress !== undefined) {
       opts.localAddress = localAddress;
       if (localPort !== undefined) opts.localPort = localPort;
@@ -127,7 +160,7 @@ function failDial(c: Conn, cause: string, detail: unknown): void {
 
 /** Gives up on a dial still in progress (handshake timeout, or end of test). */
 export function abortDial(c: Conn, cause: string | null): void {
-  if (c.state !== ST_CONNECTING && c.state !== ST_UPGRADING) return;
+  if (!isDialing(c.state)) return;
   if (cause === null) {
     const sock = c.sock;
     c.state = ST_CLOSED;
@@ -139,8 +172,13 @@ export function abortDial(c: Conn, cause: string | null): void {
   failDial(c, cause, null);
 }
 
-/** Writes bytes, keeping what the socket does not take until it drains. */
+/** Writes bytes, keeping what the socket does not take until it drains; counted as WebSocket bytes out. */
 export function writeBytes(c: Conn, buf: Uint8Array, len: number): void {
+  c.host.metrics.counters.wireBytesOut += len;
+  writeRaw(c, buf, len);
+}
+
+function writeRaw(c: Conn, buf: Uint8Array, len: number): void {
   const sock = c.sock;
   if (sock === null) return;
   if (c.pending !== null) {
@@ -160,7 +198,7 @@ export function closeConn(c: Conn, code = CLOSE_NORMAL): void {
     c.state = ST_CLOSING;
     const f = encodeClose(code, "", c.host.masks);
     writeBytes(c, f, f.byteLength);
-  } else if (c.state === ST_CONNECTING || c.state === ST_UPGRADING) {
+  } else if (isDialing(c.state)) {
     abortDial(c, null);
   }
 }
@@ -170,7 +208,7 @@ export function terminateConn(c: Conn): void {
   if (c.sock) c.sock.terminate();
 }
 
-function onOpened(c: Conn, sock: Socket<Conn>, buf: Uint8Array, headerBytes: number): void {
+function onOpened(c: Conn, sock: Socket<Conn>, buf: Uint8Array, headerBytes: number, agreed: DeflateAgreement | null): void {
   const m = c.host.metrics;
   c.state = ST_OPEN;
   c.key = null;
@@ -180,8 +218,13 @@ function onOpened(c: Conn, sock: Socket<Conn>, buf: Uint8Array, headerBytes: num
   m.counters.opened++;
   m.counters.open++;
   initParser(c);
+  c.pmd = agreed !== null ? new MessageDeflate(agreed) : null;
+  if (c.host.deflate !== null) m.extension(agreed?.response ?? "none");
   c.host.connOpened(c);
-  if (headerBytes < buf.byteLength && c.sock === sock) parseFrames(c, buf.subarray(headerBytes), sink, c.host.maxMessage);
+  if (headerBytes < buf.byteLength && c.sock === sock) {
+    m.counters.wireBytesIn += buf.byteLength - headerBytes;
+    parseFrames(c, buf.subarray(headerBytes), sink, c.host.maxMessage);
+  }
 }
 
 function onUpgradeData(c: Conn, sock: Socket<Conn>, data: Uint8Array): void {
@@ -191,7 +234,7 @@ function onUpgradeData(c: Conn, sock: Socket<Conn>, data: Uint8Array): void {
     buf.set(c.hbuf, 0);
     buf.set(data, c.hbuf.byteLength);
   }
-  const res = parseResponse(buf, c.key!, c.host.subprotocols);
+  const res = parseResponse(buf, c.key!, c.host.subprotocols, c.host.deflate);
   if (res === null) {
     c.hbuf = buf === data ? data.slice() : buf;
     return;
@@ -200,7 +243,15 @@ function onUpgradeData(c: Conn, sock: Socket<Conn>, data: Uint8Array): void {
     failDial(c, res.cause, res.detail);
     return;
   }
-  onOpened(c, sock, buf, res.headerBytes);
+  onOpened(c, sock, buf, res.headerBytes, res.deflate);
+}
+
+/** TCP (and TLS) is up: send the upgrade request. */
+function startUpgrade(c: Conn, sock: Socket<Conn>): void {
+  c.state = ST_UPGRADING;
+  const key = generateKey();
+  c.key = key;
+  sock.write(c.host.templates[c.tix]!.render(key));
 }
 
 const handlers: SocketHandler<Conn, "uint8array"> = {
@@ -213,27 +264,43 @@ const handlers: SocketHandler<Conn, "uint8array"> = {
       return;
     }
     c.sock = sock;
-    c.state = ST_UPGRADING;
     c.tConn = performance.now();
     c.host.metrics.recordMs("connect", c.tConn - c.t0);
-    const key = generateKey();
-    c.key = key;
-    const req = c.host.templates[c.tix]!.render(key);
-    sock.write(req);
+    // With TLS, this is the TCP connect (a handshake handler is set): the handshake follows.
+    if (c.host.tls !== null) c.state = ST_TLS;
+    else startUpgrade(c, sock);
+  },
+  handshake(sock, success, authorizationError) {
+    const c = sock.data;
+    if (c.sock !== sock || c.state !== ST_TLS) return;
+    // `success` is false whenever the certificate is not authorized, also with rejectUnauthorized false
+    // (--insecure: measured with Bun 1.4, a self-signed certificate for another name), where the socket
+    // stays open and we go on. Otherwise Bun closes it.
+    if (!success && c.host.tls!.rejectUnauthorized !== false) {
+      failDial(c, tlsCauseOf(authorizationError), authorizationError ?? "TLS handshake failed");
+      return;
+    }
+    const now = performance.now();
+    c.host.metrics.recordMs("tls", now - c.tConn);
+    c.tConn = now;
+    startUpgrade(c, sock);
   },
   data(sock, data) {
     const c = sock.data;
     if (c.sock !== sock) return;
     // While flushing we have said our last word; what the peer still sends is ignored.
     if (c.state === ST_UPGRADING) onUpgradeData(c, sock, data);
-    else if (c.state === ST_OPEN || c.state === ST_CLOSING) parseFrames(c, data, sink, c.host.maxMessage);
+    else if (c.state === ST_OPEN || c.state === ST_CLOSING) {
+      c.host.metrics.counters.wireBytesIn += data.byteLength;
+      parseFrames(c, data, sink, c.host.maxMessage);
+    }
   },
   drain(sock) {
     const c = sock.data;
     if (c.sock !== sock || c.pending === null) return;
     const p = c.pending;
     c.pending = null;
-    writeBytes(c, p, p.byteLength);
+    writeRaw(c, p, p.byteLength);
     if (c.pending === null && c.state === ST_FLUSHING) endFlushed(c, false);
   },
   close(sock, err) {
@@ -244,6 +311,11 @@ const handlers: SocketHandler<Conn, "uint8array"> = {
     c.pending = null;
     c.pbuf = null;
     c.fragParts = null;
+    c.pmd = null;
+    if (st === ST_TLS) {
+      failDial(c, err ? tlsCauseOf(err) : "CLOSED_DURING_TLS", err ?? null);
+      return;
+    }
     if (st === ST_CONNECTING || st === ST_UPGRADING) {
       failDial(c, err ? causeOf(err) : "CLOSED_DURING_HANDSHAKE", err ?? null);
       return;
@@ -308,6 +380,7 @@ export function endFlushed(c: Conn, abandon: boolean): void {
   c.state = ST_CLOSED;
   c.sock = null;
   c.pending = null;
+  c.pmd = null;
   if (sock) {
     if (abandon) sock.terminate();
     else sock.end();

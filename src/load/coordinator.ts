@@ -4,8 +4,12 @@
 import type { Subprocess } from "bun";
 import { nowMs } from "../protocol/stamp.ts";
 import { sleep } from "../sleep.ts";
+import { readLimits } from "../system/limits.ts";
+import { rssBytes } from "../system/self.ts";
+import { tlsOptionsFor } from "./connection.ts";
+import { PhaseCounters } from "../system/tcp-counters.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
-import { addCounters, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
+import { addCounters, encodeHistogram, mergeEncoded, newHistogram, zeroCounters, type Counters } from "./metrics.ts";
 import { shardPlan, type LoadPlan, type WorkerShard } from "./plan.ts";
 import { buildReport, type LoadPhase, type LoadReport, type ProgressSnapshot, type ServerConns, type WorkerOutcome } from "./report.ts";
 
@@ -14,6 +18,29 @@ export interface LoadHooks {
   onPhase?(phase: LoadPhase): void;
   /** Abort: skip to closing the connections (Ctrl-C). */
   signal?: AbortSignal;
+  /**
+   * A run spread over machines (agents/remote.ts): awaited before the ramp, the traffic and the close, so
+   * every machine's workers step together (their processes are already up when the wait before the ramp ends).
+   */
+  barrier?(phase: BarrierPhase): Promise<void>;
+  /** Once a second and at the end: what a coordinator on another machine needs to merge this run exactly. */
+  onFigures?(f: LiveFigures): void;
+  /**
+   * Connections the server closes at the same time as ours (an agent's share is part of a fleet closing
+   * together): the close waits for the workers in proportion to these (default: this plan's).
+   */
+  closingConnections?: number;
+}
+
+export type BarrierPhase = "ramp" | "run" | "close";
+
+export interface LiveFigures {
+  snap: ProgressSnapshot;
+  /** The workers as known now (live objects: read them at once). */
+  outcomes: readonly WorkerOutcome[];
+  /** The last second's round trips (or push latencies) and send lateness, encoded; "" when none. */
+  recentLatency: string;
+  recentLateness: string;
 }
 
 const WORKER_PATH = new URL("./worker.ts", import.meta.url).pathname;
@@ -41,16 +68,21 @@ interface WorkerState extends WorkerOutcome {
   rates: WorkerRates;
   /** When its last figures arrived (performance.now ms). */
   heardAt: number;
+  /** When its last open connection went (wall-clock ms, from its figures); null while any is open. */
+  emptyAt: number | null;
 }
 
 const NO_RATES: WorkerRates = { dials: 0, msgsOut: 0, msgsIn: 0, cpuCores: 0 };
 /** A worker's figures older than this at a sample are late: its last rates are held and the line says so. */
 const LATE_MS = 1500;
+/** How long a server's /conns may take to catch up with our count at a phase change (see askServer). */
+const SERVER_SETTLE_MS = 1000;
 
 /** GET /conns on the server; null when the server has no such endpoint. */
-async function fetchServerConns(url: string, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
+async function fetchServerConns(url: string, tls: Bun.TLSOptions | null, timeoutMs = 1000): Promise<ServerConns | { error: string }> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    // An https status URL is checked as the plan's wss connections are (--ca, --insecure, --servername).
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), ...(tls !== null ? { tls } : {}) });
     if (!res.ok) return { error: `${url} answered HTTP ${res.status}` };
     const body = (await res.json()) as { conns?: unknown; closed?: unknown };
     if (typeof body.conns !== "number") return { error: `${url} did not answer {"conns":N}` };
@@ -67,6 +99,7 @@ export function runLoad(plan: LoadPlan, hooks: LoadHooks = {}): Promise<LoadRepo
 /** One run: its workers, the live sums, and the phases in order. */
 class LoadRun {
   private readonly startedAt = new Date();
+  private readonly coordinatorRss = rssBytes();
   private readonly t0 = nowMs();
   private readonly states: WorkerState[];
   private readonly samples: ProgressSnapshot[] = [];
@@ -80,6 +113,11 @@ class LoadRun {
   private serverAtRamp: ServerConns | null = null;
   private serverAtEnd: ServerConns | null = null;
   private serverError: string | null = null;
+  /** The last sample's live histograms, encoded before they are reset (only when onFigures wants them). */
+  private recent = { latency: "", lateness: "" };
+  /** The kernel's TCP counters, snapshotted here (before the first dial) and at the end of each phase. */
+  private readonly tcp = new PhaseCounters();
+  private saidAllGone = false;
 
   constructor(
     private readonly plan: LoadPlan,
@@ -87,7 +125,7 @@ class LoadRun {
   ) {
     this.states = shardPlan(plan).map((shard) => ({
       shard, proc: null, pid: 0, lastFigures: null, errors: {}, ramped: null, held: null, final: null, baseRss: 0, exitCode: null, error: null,
-      rateBase: null, rates: NO_RATES, heardAt: 0,
+      rateBase: null, rates: NO_RATES, heardAt: 0, emptyAt: null,
     }));
   }
 
@@ -97,25 +135,32 @@ class LoadRun {
       const snap = this.sampleNow();
       this.samples.push(snap);
       this.hooks.onProgress?.(snap);
+      this.figures(snap);
     }, 1000);
     try {
+      await this.hooks.barrier?.("ramp");
       await this.ramp();
       await this.traffic();
-      this.serverAtEnd = await this.askServer();
+      await this.hooks.barrier?.("close");
+      this.serverAtEnd = await this.askServer(this.states.reduce((n, s) => n + (s.held?.counters.open ?? 0), 0));
       await this.close();
     } finally {
       clearInterval(sampler);
       await this.reap();
     }
+    // After the reap: a worker killed with connections open resets them as it exits.
+    this.tcp.end("close");
     const last = this.sampleNow();
     if (last.t > (this.samples.at(-1)?.t ?? 0)) {
       this.samples.push(last);
       this.hooks.onProgress?.(last);
     }
+    this.figures(last);
     this.setPhase("done");
     return buildReport(this.plan, this.states, {
-      startedAt: this.startedAt, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
+      startedAt: this.startedAt, coordinatorRssBytes: this.coordinatorRss, samples: this.samples, warnings: this.warnings, peakOpen: this.peakOpen, statusUrl: this.plan.statusUrl,
       serverAtRamp: this.serverAtRamp, serverAtEnd: this.serverAtEnd, serverError: this.serverError,
+      tcp: { phases: this.tcp.phases, unreadable: this.tcp.unread() }, limits: () => readLimits(),
     });
   }
 
@@ -123,9 +168,12 @@ class LoadRun {
 
   private async ramp(): Promise<void> {
     this.setPhase("ramp");
-    for (const s of this.states) this.post(s, { t: "start", shard: s.shard });
+    // Aborted before the ramp (a remote run called off at its barrier): start the workers with nothing to dial.
+    const none = this.hooks.signal?.aborted === true;
+    for (const s of this.states) this.post(s, { t: "start", shard: none ? { ...s.shard, slots: 0 } : s.shard });
     await this.until(() => this.states.every((s) => s.ramped !== null || !alive(s) || s.error !== null), Number.MAX_SAFE_INTEGER);
-    this.serverAtRamp = await this.askServer();
+    this.tcp.end("ramp");
+    this.serverAtRamp = await this.askServer(this.states.reduce((n, s) => n + (s.ramped?.counters.open ?? 0), 0));
   }
 
   private async traffic(): Promise<void> {
@@ -136,22 +184,50 @@ class LoadRun {
       return;
     }
     if (hooks.signal?.aborted) return;
+    await hooks.barrier?.("run");
+    if (hooks.signal?.aborted) return;
     this.setPhase("run");
     const start = nowMs() + 20;
     for (const s of this.states) this.post(s, { t: "run", t0: start, durationS: plan.durationS });
-    await sleep(plan.durationS * 1000, hooks.signal);
+    await this.lastFor(plan.durationS * 1000, "traffic");
     for (const s of this.states) this.post(s, { t: "hold" });
     await this.until(() => this.states.every((s) => s.held !== null || !alive(s) || s.shard.slots === 0), waitFor(plan.connections / 10, 2000), false);
     if (plan.holdS > 0) {
       this.setPhase("hold");
-      await sleep(plan.holdS * 1000, hooks.signal);
+      await this.lastFor(plan.holdS * 1000, "hold");
     }
   }
 
+  /** A phase of `ms`, cut short (and said so, once) when every connection is gone for good. */
+  private async lastFor(ms: number, phase: string): Promise<void> {
+    await this.until(() => this.allGoneAt() !== null, ms);
+    const at = this.allGoneAt();
+    if (at === null || this.saidAllGone) return;
+    this.saidAllGone = true;
+    this.warnings.push(`every connection was closed by the server at t=${((at - this.t0) / 1000).toFixed(1)}s; the ${phase} phase ended early`);
+  }
+
+  /**
+   * Without --reconnect nothing reopens after the ramp, so once every worker's last connection went there is
+   * nothing left to measure: when the last one went (wall-clock ms), else null. With --reconnect, null.
+   */
+  private allGoneAt(): number | null {
+    if (this.plan.reconnect) return null;
+    let last: number | null = null;
+    for (const s of this.states) {
+      if (s.emptyAt !== null) last = Math.max(last ?? 0, s.emptyAt);
+      else if (alive(s) && (s.lastFigures?.counters.opened ?? 0) > 0) return null;
+    }
+    return last;
+  }
+
   private async close(): Promise<void> {
+    // Run ends here: the traffic, the hold, and the server's count at the end.
+    this.tcp.end("run");
     this.setPhase("closing");
     for (const s of this.states) this.post(s, { t: "close", timeoutMs: CLOSE_TIMEOUT_MS });
-    await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(this.plan.connections, CLOSE_TIMEOUT_MS + 5000), false);
+    const closing = Math.max(this.plan.connections, this.hooks.closingConnections ?? 0);
+    await this.until(() => this.states.every((s) => s.final !== null || !alive(s)), waitFor(closing, CLOSE_TIMEOUT_MS + 5000), false);
   }
 
   /** Kills what did not report in time and waits (briefly) for every worker to exit. */
@@ -190,6 +266,7 @@ class LoadRun {
       case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
       case "figures":
         updateRates(s, msg);
+        s.emptyAt = msg.emptyAtMs;
         s.lastFigures = { counters: msg.counters, proc: msg.proc, planned: msg.planned };
         s.errors = msg.errors;
         if (msg.recentLatency) mergeEncoded(this.live, msg.recentLatency);
@@ -231,19 +308,33 @@ class LoadRun {
     }
   }
 
+  private figures(snap: ProgressSnapshot): void {
+    this.hooks.onFigures?.({ snap, outcomes: this.states, recentLatency: this.recent.latency, recentLateness: this.recent.lateness });
+  }
+
   private setPhase(p: LoadPhase): void {
     this.phase = p;
     this.hooks.onPhase?.(p);
   }
 
-  private async askServer(): Promise<ServerConns | null> {
+  /**
+   * The server's /conns, to set beside `ours`. A server may publish its count a moment late (wsmillion
+   * serve's is pushed to its workers, about 0.1 s behind the last change), so while it differs from ours it
+   * is asked again, for up to SERVER_SETTLE_MS; a difference that outlasts that is real and kept as it is.
+   */
+  private async askServer(ours: number): Promise<ServerConns | null> {
     if (!this.plan.statusUrl) return null;
-    const r = await fetchServerConns(this.plan.statusUrl);
-    if ("error" in r) {
-      this.serverError = r.error;
-      return null;
+    const tls = this.plan.tls !== null ? tlsOptionsFor(this.plan.tls) : null;
+    const deadline = performance.now() + SERVER_SETTLE_MS;
+    for (;;) {
+      const r = await fetchServerConns(this.plan.statusUrl, tls);
+      if ("error" in r) {
+        this.serverError = r.error;
+        return null;
+      }
+      if (r.conns === ours || performance.now() >= deadline) return r;
+      await sleep(100);
     }
-    return r;
   }
 
   /**
@@ -294,6 +385,9 @@ class LoadRun {
       lagMaxMs: Math.round(lag * 10) / 10,
       lateWorkers: late,
     };
+    if (this.hooks.onFigures) {
+      this.recent = { latency: live.totalCount ? encodeHistogram(live) : "", lateness: liveLateness.totalCount ? encodeHistogram(liveLateness) : "" };
+    }
     live.reset();
     liveLateness.reset();
     if (sum.open > this.peakOpen) this.peakOpen = sum.open;

@@ -3,11 +3,12 @@
 import * as hdr from "hdr-histogram-js";
 import { closeCodeMeaning } from "../protocol/close-codes.ts";
 
-export const HIST_NAMES = ["connect", "handshake", "rtt", "push", "lateness", "loopLag"] as const;
+export const HIST_NAMES = ["connect", "tls", "handshake", "rtt", "push", "lateness", "loopLag"] as const;
 export type HistName = (typeof HIST_NAMES)[number];
 
 export const HIST_LABELS: Record<HistName, string> = {
   connect: "TCP connect",
+  tls: "TLS handshake",
   handshake: "WebSocket upgrade",
   rtt: "echo round trip",
   push: "server push latency",
@@ -51,17 +52,23 @@ export interface Counters {
   reconnects: number;
   msgsOut: number;
   msgsIn: number;
+  /** Message payload bytes (before compression out, after inflation in). */
   bytesOut: number;
   bytesIn: number;
+  /** WebSocket bytes after the upgrade as written and read: frame headers and (compressed) payloads, before TLS. */
+  wireBytesOut: number;
+  wireBytesIn: number;
   /** Sends skipped because the socket still had unsent bytes (backpressure). */
   sendsSkipped: number;
+  /** Sends that fell due while their connection was not open (dropped, or being reopened). */
+  sendsDown: number;
   pingsIn: number;
 }
 
 export function zeroCounters(): Counters {
   return {
     attempted: 0, opened: 0, open: 0, failed: 0, dropped: 0, closedByUs: 0, failedByUs: 0, reconnects: 0,
-    msgsOut: 0, msgsIn: 0, bytesOut: 0, bytesIn: 0, sendsSkipped: 0, pingsIn: 0,
+    msgsOut: 0, msgsIn: 0, bytesOut: 0, bytesIn: 0, wireBytesOut: 0, wireBytesIn: 0, sendsSkipped: 0, sendsDown: 0, pingsIn: 0,
   };
 }
 
@@ -87,7 +94,13 @@ const CAUSES: Record<string, string> = {
   BAD_ACCEPT: "the server's Sec-WebSocket-Accept does not match our key (a proxy or broken server answered)",
   BAD_RESPONSE: "the server's answer to the upgrade is not valid HTTP/WebSocket (wrong Upgrade/Connection headers or garbage)",
   BAD_SUBPROTOCOL: "the server picked a subprotocol we did not offer (--subprotocol)",
-  BAD_EXTENSION: "the server negotiated an extension we did not offer",
+  BAD_EXTENSION: "the server's Sec-WebSocket-Extensions answer names an extension we did not offer, or answers our permessage-deflate offer against RFC 7692 (the example names the rule)",
+  TLS_UNKNOWN_ISSUER: "the server's certificate is not signed by a CA we trust (self-signed, or a private CA): give that CA with --ca FILE, or accept any certificate with --insecure",
+  TLS_NAME_MISMATCH: "the server's certificate does not name the host we dialled: give the name it was issued for with --servername (dialling by IP address needs it)",
+  TLS_EXPIRED: "the server's certificate has expired (or is not valid yet): renew it on the server, or check both machines' clocks",
+  TLS_HANDSHAKE: "the TLS handshake failed: is that port speaking TLS? (or no common version or cipher, or the server sent an alert; see the example)",
+  CLOSED_DURING_TLS: "the server closed or reset the connection during the TLS handshake (at its limits, or it refused our hello: no common TLS version or cipher, or it wants a --servername)",
+  TLS_TIMEOUT: "TCP connected, but the TLS handshake did not finish within --handshake-timeout (a server busy with handshakes, or a port that is not TLS)",
   CLOSED_DURING_HANDSHAKE: "the server closed the TCP connection before answering the upgrade (at its limits, or not a WebSocket endpoint)",
   // Why an open connection ended (drops). A close frame from the server is `CLOSE_<code>`.
   EOF: "the server or a middlebox ended the TCP connection without a close frame (crash, kill, idle timeout of a proxy)",
@@ -130,6 +143,40 @@ export function causeOf(err: unknown): string {
   return "UNKNOWN";
 }
 
+/**
+ * Certificate errors as Bun reports them (OpenSSL/BoringSSL verify codes, Node's name check), grouped by
+ * what fixes them. Measured with Bun 1.4: a self-signed server gives DEPTH_ZERO_SELF_SIGNED_CERT, a leaf of
+ * an unknown CA UNABLE_TO_VERIFY_LEAF_SIGNATURE (SELF_SIGNED_CERT_IN_CHAIN when the server sends the CA
+ * too), a wrong --servername ERR_TLS_CERT_ALTNAME_INVALID, an expired certificate CERT_HAS_EXPIRED, and a
+ * port without TLS EPROTO (WRONG_VERSION_NUMBER).
+ */
+const TLS_CODES: Record<string, string> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: "TLS_UNKNOWN_ISSUER",
+  SELF_SIGNED_CERT_IN_CHAIN: "TLS_UNKNOWN_ISSUER",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "TLS_UNKNOWN_ISSUER",
+  UNABLE_TO_GET_ISSUER_CERT: "TLS_UNKNOWN_ISSUER",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "TLS_UNKNOWN_ISSUER",
+  CERT_UNTRUSTED: "TLS_UNKNOWN_ISSUER",
+  ERR_TLS_CERT_ALTNAME_INVALID: "TLS_NAME_MISMATCH",
+  HOSTNAME_MISMATCH: "TLS_NAME_MISMATCH",
+  CERT_HAS_EXPIRED: "TLS_EXPIRED",
+  CERT_NOT_YET_VALID: "TLS_EXPIRED",
+  // Bun gives a FIN and a reset during the handshake alike: "Client network socket disconnected before
+  // secure TLS connection was established".
+  ECONNRESET: "CLOSED_DURING_TLS",
+};
+
+/** The cause of a failed TLS handshake: a certificate cause, CLOSED_DURING_TLS, another errno, or TLS_HANDSHAKE. */
+export function tlsCauseOf(err: unknown): string {
+  const code = err && typeof err === "object" ? (err as { code?: unknown }).code : undefined;
+  if (typeof code === "string") {
+    const known = TLS_CODES[code];
+    if (known) return known;
+    if (code !== "EPROTO" && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return "TLS_HANDSHAKE";
+}
+
 /** One worker's figures in a form that crosses IPC and merges exactly. */
 export interface MetricsSnapshot {
   counters: Counters;
@@ -140,6 +187,8 @@ export interface MetricsSnapshot {
   drops: Record<string, number>;
   /** Close codes we sent mid-run to fail a connection whose server broke the protocol. */
   ourCloses: Record<string, number>;
+  /** With permessage-deflate offered: opened connections by the server's answer ("none": declined). */
+  extensions: Record<string, number>;
   notes: Record<string, string>;
   /** Encoded histograms (µs). */
   hist: Record<HistName, string>;
@@ -152,6 +201,7 @@ class MetricSet {
   readonly closeCodes: Record<string, number> = {};
   readonly drops: Record<string, number> = {};
   readonly ourCloses: Record<string, number> = {};
+  readonly extensions: Record<string, number> = {};
   /** The first message seen for each cause, to show next to its explanation. */
   readonly notes: Record<string, string> = {};
   readonly hist = Object.fromEntries(HIST_NAMES.map((n) => [n, newHistogram()])) as Record<HistName, hdr.Histogram>;
@@ -211,6 +261,11 @@ export class Metrics extends MetricSet {
     this.ourCloses[k] = (this.ourCloses[k] ?? 0) + 1;
   }
 
+  /** An opened connection whose server answered our permessage-deflate offer so ("none": declined). */
+  extension(answer: string): void {
+    this.extensions[answer] = (this.extensions[answer] ?? 0) + 1;
+  }
+
   /** Keeps the first detail message seen for a cause. */
   note(cause: string, detail: unknown): void {
     if (cause in this.notes || detail === null || detail === undefined) return;
@@ -223,7 +278,7 @@ export class Metrics extends MetricSet {
     for (const n of HIST_NAMES) hist[n] = encodeHistogram(this.hist[n]);
     return {
       counters: { ...this.counters }, errors: { ...this.errors }, closeCodes: { ...this.closeCodes }, drops: { ...this.drops },
-      ourCloses: { ...this.ourCloses }, notes: { ...this.notes }, hist,
+      ourCloses: { ...this.ourCloses }, extensions: { ...this.extensions }, notes: { ...this.notes }, hist,
     };
   }
 
@@ -254,6 +309,7 @@ export class MergedMetrics extends MetricSet {
     addAll(this.closeCodes, s.closeCodes);
     addAll(this.drops, s.drops);
     addAll(this.ourCloses, s.ourCloses);
+    addAll(this.extensions, s.extensions);
     for (const [k, v] of Object.entries(s.notes)) if (!(k in this.notes)) this.notes[k] = v;
     for (const n of HIST_NAMES) mergeEncoded(this.hist[n], s.hist[n]);
   }

@@ -3,10 +3,22 @@
 // Slots are interleaved across workers (global slot g = worker + k*workers) so every worker's sends and
 // destinations are spread evenly; a shard is self-contained, so it can go to a local worker process or,
 // later, to another machine's.
+import type { DeflateOffer } from "../protocol/deflate.ts";
 import { processesFor } from "../system/capacity.ts";
 import { formatTarget, type Target } from "../system/targets.ts";
+import type { PayloadSpec } from "./payload.ts";
 
 export type LoadMode = "echo" | "send" | "receive" | "idle";
+
+/** wss: how every connection's TLS handshake checks the server. */
+export interface TlsPlan {
+  /** Accept any certificate (self-signed test servers). */
+  insecure: boolean;
+  /** PEM file of the CA(s) to trust instead of the system's, or null. */
+  caFile: string | null;
+  /** SNI and the name the certificate must carry (dialling an address by IP), or null: the target's host. */
+  serverName: string | null;
+}
 export const LOAD_MODES: readonly LoadMode[] = ["echo", "send", "receive", "idle"];
 
 export interface LoadPlan {
@@ -31,6 +43,12 @@ export interface LoadPlan {
   inFlight: number;
   /** Payload bytes per message. */
   size: number;
+  /** What the payload holds after its timestamp (see load/payload.ts). */
+  payload: PayloadSpec;
+  /** wss:// (null: plain ws://). */
+  tls: TlsPlan | null;
+  /** permessage-deflate to offer (null: none). */
+  deflate: DeflateOffer | null;
   mode: LoadMode;
   headers: [string, string][];
   subprotocols: string[];
@@ -61,6 +79,7 @@ export const LOAD_DEFAULTS = {
   intervalMs: 1000,
   inFlight: 0,
   size: 100,
+  payload: "fill",
   mode: "echo",
   handshakeTimeoutMs: 10_000,
   reconnect: false,
@@ -93,6 +112,9 @@ export function completePlan(input: PlanInput, nofile: number): LoadPlan {
     intervalMs: isSending(mode) ? (input.intervalMs ?? d.intervalMs) : 0,
     inFlight: mode === "echo" ? (input.inFlight ?? d.inFlight) : 0,
     size: input.size ?? d.size,
+    payload: input.payload ?? d.payload,
+    tls: input.tls ?? null,
+    deflate: input.deflate ?? null,
     mode,
     headers: input.headers ?? [],
     subprotocols: input.subprotocols ?? [],
@@ -102,7 +124,7 @@ export function completePlan(input: PlanInput, nofile: number): LoadPlan {
     sources: input.sources ?? [],
     sourcePortBase: input.sourcePortBase ?? 0,
     maxMessage: input.maxMessage ?? d.maxMessage,
-    statusUrl: input.statusUrl !== undefined ? input.statusUrl : `http://${formatTarget(input.targets[0]!)}/conns`,
+    statusUrl: input.statusUrl !== undefined ? input.statusUrl : `${input.tls ? "https" : "http"}://${formatTarget(input.targets[0]!)}/conns`,
   };
 }
 

@@ -3,13 +3,17 @@
 // encoded HDR histograms merged) into it. Schema apart from orchestration: report/ and sweep/ read these
 // types without importing the coordinator.
 import { closeCodeMeaning } from "../protocol/close-codes.ts";
+import { offerHeader } from "../protocol/deflate.ts";
+import type { Limits } from "../system/limits.ts";
 import { formatTarget } from "../system/targets.ts";
+import { kernelReport, type KernelPhase, type KernelReport, type TcpDeltas } from "../system/tcp-counters.ts";
 import type { ProcessFigures, WorkerToCoordinator } from "./ipc.ts";
 import {
   HIST_NAMES, MergedMetrics, addCounters, explainCause, mergeEncoded, newHistogram, ourCloseNote, summarize,
   type Counters, type HistName, type LatencySummary,
 } from "./metrics.ts";
 import { offeredRate, type LoadPlan, type WorkerShard } from "./plan.ts";
+import { fleetOutages, reconnectVerdict, type OutageReport } from "./outages.ts";
 
 export type LoadPhase = "starting" | "ramp" | "run" | "hold" | "closing" | "done";
 
@@ -91,7 +95,11 @@ export interface LoadReport {
   endedAt: string;
   /** The plan as run, with targets and headers written out as text. */
   plan: Omit<LoadPlan, "targets" | "headers" | "sourcePortBase" | "maxMessage" | "statusUrl"> & { targets: string[]; headers: string[] };
-  verdict: { met: boolean; exitCode: 0 | 1; reasons: string[] };
+  /**
+   * `summary`: what a met --reconnect plan kept through its outages ("kept 50,000 connections; 1 outage,
+   * back in 4.1 s; ..."); absent otherwise.
+   */
+  verdict: { met: boolean; exitCode: 0 | 1; reasons: string[]; summary?: string };
   connections: {
     target: number;
     attempted: number;
@@ -127,21 +135,42 @@ export interface LoadReport {
     plannedSends: number;
     sent: number;
     received: number;
+    /** Message payload bytes (before compression out, after inflation in). */
     bytesOut: number;
     bytesIn: number;
+    /** WebSocket bytes as written and read after the upgrade (frame headers, compressed payloads; before TLS). */
+    wireBytesOut: number;
+    wireBytesIn: number;
     skippedBackpressure: number;
   };
+  /** permessage-deflate: what we offered and how servers answered, by opened connection (null: not offered). */
+  deflate: { offer: string; answers: { response: string; count: number }[] } | null;
   generator: {
     cpuSeconds: number;
     /** Generator CPU during the run per message moved (sent + received). */
     cpuMicrosPerMessage: number;
+    /** The workers' peak RSS, summed (the coordinator's is apart: coordinatorRssBytes). */
     peakRssBytes: number;
     rssPerConnectionBytes: number;
+    /** The coordinating process's RSS when the run began. */
+    coordinatorRssBytes: number;
+    /** What the generator costs before its first connection: the coordinator plus every worker at rest. */
+    fixedRssBytes: number;
+    /** Processes: the coordinator and its workers. */
+    processes: number;
   };
   workers: WorkerFigures[];
   server: { url: string | null; atRamp: ServerConns | null; atEnd: ServerConns | null; error: string | null };
   samples: ProgressSnapshot[];
   warnings: string[];
+  /**
+   * The kernel's TCP counters over each phase (listen overflows, resets, softnet drops...) and, for those that
+   * moved and matter, the likely cause and the doctor check whose fix applies. They are this machine's,
+   * every program's: both ends when the server runs here.
+   */
+  kernel: KernelReport;
+  /** Spans below the target after it was first reached, timed by the load workers (see outages.ts). */
+  outages: OutageReport;
 }
 
 /** What the coordinator learnt of one worker, in the order it learnt it; buildReport's input. */
@@ -161,6 +190,7 @@ export interface WorkerOutcome {
 /** What the coordinator saw beside the workers. */
 export interface RunContext {
   startedAt: Date;
+  coordinatorRssBytes: number;
   samples: ProgressSnapshot[];
   warnings: string[];
   peakOpen: number;
@@ -168,6 +198,10 @@ export interface RunContext {
   serverAtRamp: ServerConns | null;
   serverAtEnd: ServerConns | null;
   serverError: string | null;
+  /** The kernel's TCP counters' rise over each phase, and the files that could not be read. */
+  tcp: { phases: Record<KernelPhase, TcpDeltas>; unreadable: string[] };
+  /** This machine's limits, for the doctor checks the counters point at (read only when one does). */
+  limits: () => Limits;
 }
 
 function reportedPlan({ targets, headers, sourcePortBase: _base, maxMessage: _max, statusUrl: _url, ...rest }: LoadPlan): LoadReport["plan"] {
@@ -293,7 +327,16 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
   const errors = causeFigures(merged.errors, merged.notes);
   const drops: DropFigure[] = causeFigures(merged.drops, merged.notes).map((d) => ({ ...d, by: d.cause.startsWith("CLOSE_") ? "server" : "network" }));
 
-  const reasons = unmetReasons(plan, c, { openAtRamp, offered, achieved, runSeconds, workers, drops, ourCloses: merged.ourCloses });
+  const outages = fleetOutages(plan.connections, states.flatMap((s) => (s.final ? [s.final.spans] : [])), x.startedAt.getTime());
+  // With --reconnect the plan is a count to keep: what the recovered outages lost is weighed apart.
+  const kept = plan.reconnect ? reconnectVerdict(plan.connections, outages, { failed: c.failed, dropped: c.dropped, drops, offered, runSeconds, openAtEnd }) : null;
+  const weighed = kept?.weighed ?? { failed: c.failed, dropped: c.dropped, drops, offered };
+  const reasons = [
+    ...unmetReasons(plan, { ...c, failed: weighed.failed, dropped: weighed.dropped }, {
+      openAtRamp, offered: weighed.offered, achieved, runSeconds, workers, drops: weighed.drops, ourCloses: merged.ourCloses,
+    }),
+    ...(kept?.reasons ?? []),
+  ];
   const warnings = [...x.warnings, ...runWarnings(plan, c, latency, sentInRun)];
 
   const met = reasons.length === 0;
@@ -305,7 +348,7 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
       ...reportedPlan(plan),
       workers: states.length,
     },
-    verdict: { met, exitCode: met ? 0 : 1, reasons },
+    verdict: { met, exitCode: met ? 0 : 1, reasons, ...(met && kept?.summary ? { summary: kept.summary } : {}) },
     connections: {
       target: plan.connections,
       attempted: c.attempted,
@@ -336,17 +379,34 @@ export function buildReport(plan: LoadPlan, states: WorkerOutcome[], x: RunConte
       received: c.msgsIn,
       bytesOut: c.bytesOut,
       bytesIn: c.bytesIn,
+      wireBytesOut: c.wireBytesOut,
+      wireBytesIn: c.wireBytesIn,
       skippedBackpressure: c.sendsSkipped,
+    },
+    deflate: plan.deflate === null ? null : {
+      offer: offerHeader(plan.deflate),
+      answers: Object.entries(merged.extensions).sort((a, b) => b[1] - a[1]).map(([response, count]) => ({ response, count })),
     },
     generator: {
       cpuSeconds: Math.round(cpuSeconds * 1000) / 1000,
       cpuMicrosPerMessage: sentInRun + recvInRun > 0 ? Math.round((cpuRunUs / (sentInRun + recvInRun)) * 100) / 100 : 0,
       peakRssBytes: workers.reduce((n, w) => n + w.peakRssBytes, 0),
       rssPerConnectionBytes: openAtRamp > 0 ? Math.round(rssGrowth / openAtRamp) : 0,
+      coordinatorRssBytes: x.coordinatorRssBytes,
+      fixedRssBytes: x.coordinatorRssBytes + workers.reduce((n, w) => n + w.baseRssBytes, 0),
+      processes: 1 + workers.length,
     },
     workers,
     server: { url: x.statusUrl, atRamp: x.serverAtRamp, atEnd: x.serverAtEnd, error: x.serverAtRamp || x.serverAtEnd ? null : x.serverError },
     samples: x.samples,
     warnings,
+    kernel: kernelReport(x.tcp.phases, {
+      failures: c.failed > 0 || c.dropped > 0,
+      unreadable: x.tcp.unreadable,
+      // Any listener these counters saw overflow runs on this machine, so its checks are the "both ends" ones.
+      plan: { role: "both", connections: plan.connections, targets: plan.targets },
+      limits: x.limits,
+    }),
+    outages: outages.report,
   };
 }

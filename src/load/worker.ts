@@ -4,19 +4,22 @@
 // coordinator) or in-process through the LoadWorker class.
 import { RequestTemplate } from "../protocol/handshake.ts";
 import { MaskSource } from "../protocol/mask.ts";
-import { maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
+import { RSV1, maxFrameBytes, writeMaskedFrame } from "../protocol/frame.ts";
+import type { DeflateOffer } from "../protocol/deflate.ts";
 import { OP_BINARY } from "../protocol/constants.ts";
 import { STAMP_BYTES, nowMs } from "../protocol/stamp.ts";
 import { formatTarget } from "../system/targets.ts";
 import { cpuMicros, nofileSoft, openFds, rssBytes } from "../system/self.ts";
 import {
-  CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_UPGRADING,
-  abortDial, closeConn, dial, endFlushed, terminateConn, writeBytes, type ConnHost,
+  CLOSE_TIMEOUT_MS, Conn, MEASURE_PUSH, MEASURE_RTT, ST_CLOSED, ST_CLOSING, ST_CONNECTING, ST_FLUSHING, ST_IDLE, ST_OPEN, ST_TLS, ST_UPGRADING,
+  abortDial, closeConn, dial, endFlushed, isDialing, terminateConn, tlsOptionsFor, writeBytes, type ConnHost,
 } from "./connection.ts";
+import { Payload } from "./payload.ts";
 import { Metrics } from "./metrics.ts";
 import { SendScheduler } from "./scheduler.ts";
 import { localPortOf, sourceIndexOf, targetIndexOf } from "./addresses.ts";
 import type { CoordinatorToWorker, WorkerToCoordinator } from "./ipc.ts";
+import type { SpanCounts, WorkerOutage, WorkerSpans } from "./outages.ts";
 import type { WorkerShard } from "./plan.ts";
 
 const BACKOFF_BASE_MS = 100;
@@ -37,6 +40,8 @@ export class LoadWorker implements ConnHost {
   readonly masks = new MaskSource();
   readonly templates: RequestTemplate[];
   readonly subprotocols: readonly string[];
+  readonly tls: Bun.TLSOptions | null;
+  readonly deflate: DeflateOffer | null;
   readonly maxMessage: number;
   readonly measure: number;
   readonly conns: Conn[];
@@ -67,6 +72,7 @@ export class LoadWorker implements ConnHost {
   private readonly echoNext = (c: Conn): void => {
     if (c.state === ST_OPEN) this.writeFrames(c, 1, null);
   };
+  private readonly payloadSource: Payload;
   private readonly payload: Uint8Array;
   /** Writes the send timestamp and sequence (protocol/stamp.ts layout) into the shared payload. */
   private readonly stamp: DataView | null;
@@ -87,17 +93,32 @@ export class LoadWorker implements ConnHost {
   private closeResolve: (() => void) | null = null;
   private nofile = 0;
   private baseFds = 0;
+  // Spans below this worker's share (outages.ts), timed at the loss and at the open that restores it.
+  private fullMs: number | null = null;
+  private readonly outages: WorkerOutage[] = [];
+  private outage: { startMs: number; minOpen: number } | null = null;
+  /** The tallies when the worker last had its share open: a span's counts are what grew since. */
+  private atFull: SpanCounts = { drops: {}, refused: {}, sendsDown: 0 };
+  /** When the last open connection went (wall-clock ms); null while any is open, or before any opened. */
+  private emptyAtMs: number | null = null;
 
   constructor(readonly shard: WorkerShard, private readonly emit: (msg: WorkerToCoordinator) => void) {
-    this.templates = shard.targets.map((t) => new RequestTemplate({ host: formatTarget(t), path: shard.path, subprotocols: shard.subprotocols, headers: shard.headers }));
+    // With --servername the Host header names the server as its certificate does, not the address dialled.
+    const serverName = shard.tls?.serverName ?? null;
+    this.templates = shard.targets.map((t) => new RequestTemplate({
+      host: formatTarget(serverName !== null ? { host: serverName, port: t.port } : t), path: shard.path, subprotocols: shard.subprotocols, headers: shard.headers, deflate: shard.deflate,
+    }));
     this.subprotocols = shard.subprotocols;
+    this.tls = shard.tls !== null ? tlsOptionsFor(shard.tls) : null;
+    this.deflate = shard.deflate;
     this.maxMessage = shard.maxMessage;
     this.measure = shard.mode === "receive" || shard.mode === "idle" ? MEASURE_PUSH : MEASURE_RTT;
     this.conns = new Array<Conn>(shard.slots);
     for (let k = 0; k < shard.slots; k++) {
       this.conns[k] = new Conn(this, k, targetIndexOf(this.globalSlot(k), shard.targets.length));
     }
-    this.payload = new Uint8Array(shard.size).fill(0x78);
+    this.payloadSource = new Payload(shard.payload, shard.size);
+    this.payload = this.payloadSource.bytes;
     this.frame = new Uint8Array(maxFrameBytes(shard.size));
     this.stamp = shard.size >= STAMP_BYTES ? new DataView(this.payload.buffer, 0, STAMP_BYTES) : null;
     this.batchFit = Math.max(1, Math.floor(MAX_BATCH_BYTES / this.frame.byteLength));
@@ -160,6 +181,7 @@ export class LoadWorker implements ConnHost {
   /** Closes every connection with a close handshake; resolves when all are gone or after timeoutMs. */
   async close(timeoutMs: number): Promise<void> {
     if (this.phase === "run") this.hold();
+    if (this.outage !== null) this.endOutage(null);
     this.phase = "closing";
     this.rqDue.length = 0;
     this.rqSlot.length = 0;
@@ -189,6 +211,7 @@ export class LoadWorker implements ConnHost {
       rampOpen: this.rampOpen,
       planned: this.scheduler?.planned ?? 0,
       runMs: this.runMs,
+      spans: this.spans(),
     };
   }
 
@@ -207,12 +230,15 @@ export class LoadWorker implements ConnHost {
   connOpened(c: Conn): void {
     this.inFlight--;
     if (!c.settled) { c.settled = true; this.settled++; }
+    this.trackOpen();
     this.afterDial();
   }
 
   connFlushing(c: Conn): void {
     this.flushing.push(c);
     this.flushingT0.push(c.flushSince);
+    // The connection stopped counting as open when its close began, not when TCP ends.
+    this.trackOpen();
   }
 
   connEnded(c: Conn, wasOpen: boolean): void {
@@ -225,6 +251,7 @@ export class LoadWorker implements ConnHost {
       const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(20, c.failures - 1));
       this.pushReconnect(performance.now() + exp * (0.5 + Math.random()), c.slot);
     }
+    this.trackOpen();
     if (this.phase === "closing") this.checkClosed();
     else this.afterDial();
   }
@@ -239,7 +266,55 @@ export class LoadWorker implements ConnHost {
 
   private checkClosed(): void {
     if (this.closeResolve === null) return;
-    if (this.metrics.counters.open === 0 && this.inFlight <= 0) this.closeResolve();
+    if (this.metrics.counters.open > 0 || this.inFlight > 0) return;
+    // A close frame still queued behind unsent bytes would be lost with the process: wait for it (or for
+    // expireFlushes to give up on it). The oldest are first, so a still-flushing one is found early.
+    if (this.flushing.some((c) => c.state === ST_FLUSHING)) return;
+    this.closeResolve();
+  }
+
+  // Outages
+
+  /**
+   * Called after every open and every loss: starts a span when the worker falls below its share (once it
+   * has had it all), ends it when the share is back, and notes when the last connection went.
+   */
+  private trackOpen(): void {
+    if (this.phase === "closing" || this.phase === "done" || this.phase === "idle") return;
+    const m = this.metrics;
+    const open = m.counters.open;
+    if (open === this.shard.slots) {
+      if (this.outage !== null) this.endOutage(nowMs());
+      this.fullMs ??= nowMs();
+      // Nothing is dialing while every slot is open, so no tally moves until the next loss.
+      this.atFull = { drops: { ...m.drops }, refused: { ...m.errors }, sendsDown: m.counters.sendsDown };
+    } else if (this.outage !== null) {
+      if (open < this.outage.minOpen) this.outage.minOpen = open;
+    } else if (this.fullMs !== null) {
+      this.outage = { startMs: nowMs(), minOpen: open };
+    }
+    if (open > 0) this.emptyAtMs = null;
+    else if (this.emptyAtMs === null && m.counters.opened > 0) {
+      this.emptyAtMs = nowMs();
+      // Without --reconnect nothing will reopen: tell the coordinator now rather than at the next report.
+      if (!this.shard.reconnect && this.phase !== "ramp") this.sendFigures();
+    }
+  }
+
+  /** Closes the current span: restored at `restoredMs`, or (null) cut short by the end of the run. */
+  private endOutage(restoredMs: number | null): void {
+    const o = this.outage!;
+    const m = this.metrics;
+    const base = this.atFull;
+    this.outages.push({
+      startMs: o.startMs, restoredMs, endMs: restoredMs ?? nowMs(), minOpen: o.minOpen,
+      drops: grown(m.drops, base.drops), refused: grown(m.errors, base.refused), sendsDown: m.counters.sendsDown - base.sendsDown,
+    });
+    this.outage = null;
+  }
+
+  private spans(): WorkerSpans {
+    return { slots: this.shard.slots, fullMs: this.fullMs, outages: this.outages };
   }
 
   private finishRamp(): void {
@@ -330,12 +405,13 @@ export class LoadWorker implements ConnHost {
       this.tqHead++;
       if (c.t0 !== t0) continue;
       if (c.state === ST_CONNECTING) abortDial(c, "ETIMEDOUT");
+      else if (c.state === ST_TLS) abortDial(c, "TLS_TIMEOUT");
       else if (c.state === ST_UPGRADING) abortDial(c, "HANDSHAKE_TIMEOUT");
     }
     // Drop settled entries from the head so the queue does not grow without bound.
     while (this.tqHead < this.tqConn.length) {
       const c = this.tqConn[this.tqHead]!;
-      if (c.t0 === this.tqT0[this.tqHead] && (c.state === ST_CONNECTING || c.state === ST_UPGRADING)) break;
+      if (c.t0 === this.tqT0[this.tqHead] && isDialing(c.state)) break;
       this.tqHead++;
     }
     if (this.tqHead > 4096 && this.tqHead * 2 > this.tqConn.length) {
@@ -360,6 +436,7 @@ export class LoadWorker implements ConnHost {
       recentLateness: this.metrics.takeRecentLateness(),
       proc: { rssBytes: rss, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, lagMaxMs: this.lagMax },
       planned: this.scheduler?.planned ?? 0,
+      emptyAtMs: this.emptyAtMs,
     });
     this.lagMax = 0;
   }
@@ -369,7 +446,10 @@ export class LoadWorker implements ConnHost {
   /** Open loop: `count` due frames on slot k in one write; the i-th was planned at firstDue + i*interval. */
   private sendOn(k: number, firstDue: number, count: number): void {
     const c = this.conns[k]!;
-    if (c.state !== ST_OPEN) return;
+    if (c.state !== ST_OPEN) {
+      this.metrics.counters.sendsDown += count;
+      return;
+    }
     if (c.pending !== null) {
       this.metrics.counters.sendsSkipped += count;
       return;
@@ -380,7 +460,9 @@ export class LoadWorker implements ConnHost {
   /**
    * Writes `count` stamped frames in one write. `firstDue` (open loop) is when the first was planned, for
    * lateness; null in closed loop, where a frame goes when an echo returns and queues behind what is pending
-   * (at most --in-flight per connection, so nothing piles up).
+   * (at most --in-flight per connection, so nothing piles up). With permessage-deflate every message is
+   * compressed on its own (each carries its own stamp) and the frames go into the batch buffer, grown when
+   * a compressed frame would not fit (incompressible payloads grow a little).
    */
   private writeFrames(c: Conn, count: number, firstDue: number | null): void {
     const m = this.metrics;
@@ -392,8 +474,9 @@ export class LoadWorker implements ConnHost {
       m.counters.sendsSkipped += count - fit;
       count = fit;
     }
+    const pmd = c.pmd;
     let out = this.frame;
-    if (count > 1) {
+    if (count > 1 || pmd !== null) {
       if (this.batch.byteLength < count * frameLen) this.batch = new Uint8Array(Math.min(count * 2, fit) * frameLen);
       out = this.batch;
     }
@@ -406,7 +489,18 @@ export class LoadWorker implements ConnHost {
         v.setFloat64(0, performance.timeOrigin + now, true);
         v.setUint32(8, c.seq++ >>> 0, true);
       }
-      at += writeMaskedFrame(out, at, OP_BINARY, this.payload, size, this.masks);
+      if (pmd === null) at += writeMaskedFrame(out, at, OP_BINARY, this.payload, size, this.masks);
+      else {
+        if (this.payloadSource.varies) this.payloadSource.next();
+        const z = pmd.compress(this.payload);
+        const need = at + maxFrameBytes(z.byteLength);
+        if (need > out.byteLength) {
+          const grown = new Uint8Array(Math.max(need, out.byteLength * 2));
+          grown.set(out.subarray(0, at));
+          this.batch = out = grown;
+        }
+        at += writeMaskedFrame(out, at, OP_BINARY, z, z.byteLength, this.masks, true, RSV1);
+      }
       if (firstDue !== null) m.recordLatenessMs(now - (firstDue + i * interval));
     }
     writeBytes(c, out, at);
@@ -453,6 +547,13 @@ export class LoadWorker implements ConnHost {
     }
     return top;
   }
+}
+
+/** What a tally gained since `base`, keys that did not move left out. */
+function grown(now: Record<string, number>, base: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(now)) if (v > (base[k] ?? 0)) out[k] = v - (base[k] ?? 0);
+  return out;
 }
 
 /** Process entry: the coordinator talks to us over IPC. */

@@ -12,13 +12,16 @@ export function maxFrameBytes(payloadLen: number): number {
   return maskedHeaderBytes(payloadLen) + payloadLen;
 }
 
+/** RSV1: under permessage-deflate, the message is compressed (RFC 7692 §6; first frame of a message only). */
+export const RSV1 = 0x40;
+
 /**
- * Writes one masked frame (FIN set unless `fin` is false) for payload[0..len) into out at `start` (several
- * frames can share one buffer, and so one write). Returns the frame length. `out` must hold
- * start + maxFrameBytes(len).
+ * Writes one masked frame (FIN set unless `fin` is false; `rsv` RSV1 for a compressed message) for
+ * payload[0..len) into out at `start` (several frames can share one buffer, and so one write). Returns the
+ * frame length. `out` must hold start + maxFrameBytes(len).
  */
-export function writeMaskedFrame(out: Uint8Array, start: number, opcode: number, payload: Uint8Array, len: number, masks: MaskSource, fin = true): number {
-  out[start] = (fin ? 0x80 : 0) | opcode;
+export function writeMaskedFrame(out: Uint8Array, start: number, opcode: number, payload: Uint8Array, len: number, masks: MaskSource, fin = true, rsv = 0): number {
+  out[start] = (fin ? 0x80 : 0) | rsv | opcode;
   let at = start;
   if (len < 126) {
     out[at + 1] = 0x80 | len;

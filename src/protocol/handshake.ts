@@ -2,6 +2,7 @@
 // server's answer (status, Upgrade/Connection headers, Sec-WebSocket-Accept, subprotocol, extensions).
 import { createHash, randomFillSync } from "node:crypto";
 import { WS_GUID } from "./constants.ts";
+import { acceptDeflate, offerHeader, type DeflateAgreement, type DeflateOffer } from "./deflate.ts";
 
 /** Largest response header block we wait for before calling the response malformed. */
 export const MAX_RESPONSE_HEADER = 16 * 1024;
@@ -26,6 +27,8 @@ export interface RequestOptions {
   subprotocols?: readonly string[];
   /** Extra headers, sent as given. */
   headers?: readonly (readonly [string, string])[];
+  /** permessage-deflate to offer (Sec-WebSocket-Extensions), or none. */
+  deflate?: DeflateOffer | null;
 }
 
 /**
@@ -42,6 +45,7 @@ export class RequestTemplate {
       `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: `;
     let tail = "\r\n";
     if (opts.subprotocols && opts.subprotocols.length > 0) tail += `Sec-WebSocket-Protocol: ${opts.subprotocols.join(", ")}\r\n`;
+    if (opts.deflate) tail += `Sec-WebSocket-Extensions: ${offerHeader(opts.deflate)}\r\n`;
     for (const [k, v] of opts.headers ?? []) tail += `${k}: ${v}\r\n`;
     this.tail = tail + "\r\n";
   }
@@ -51,7 +55,7 @@ export class RequestTemplate {
 }
 
 export type HandshakeResult =
-  | { readonly ok: true; readonly headerBytes: number; readonly protocol: string }
+  | { readonly ok: true; readonly headerBytes: number; readonly protocol: string; readonly deflate: DeflateAgreement | null }
   | { readonly ok: false; readonly cause: string; readonly status: number; readonly detail: string };
 
 /** Not enough bytes yet for a verdict. */
@@ -73,12 +77,15 @@ function fail(cause: string, status: number, detail: string): HandshakeResult {
 /**
  * Judges the server's response to the upgrade request. Returns null while the header block is incomplete.
  * Causes: `HTTP_<status>` (upgrade refused), `BAD_ACCEPT`, `BAD_RESPONSE` (malformed or missing headers),
- * `BAD_SUBPROTOCOL`, `BAD_EXTENSION`.
+ * `BAD_SUBPROTOCOL`, `BAD_EXTENSION` (an extension not offered, or an answer to our permessage-deflate
+ * offer that breaks RFC 7692). With `deflate` offered, `deflate` in the result is what was agreed (null:
+ * the server declined, and messages go uncompressed).
  */
 export function parseResponse(
   buf: Uint8Array,
   key: string,
   offeredProtocols: readonly string[] = [],
+  deflate: DeflateOffer | null = null,
 ): HandshakeResult | null {
   const end = headerEnd(buf);
   if (end < 0) {
@@ -106,7 +113,8 @@ export function parseResponse(
     else if (name === "connection") connection = value;
     else if (name === "sec-websocket-accept") accept = value;
     else if (name === "sec-websocket-protocol") protocol = value;
-    else if (name === "sec-websocket-extensions") extensions = value;
+    // Repeated header lines are one comma-separated list (RFC 7230 §3.2.2).
+    else if (name === "sec-websocket-extensions") extensions = extensions === "" ? value : `${extensions}, ${value}`;
   }
   if (upgrade.toLowerCase() !== "websocket") return fail("BAD_RESPONSE", status, `Upgrade header is '${upgrade}', expected 'websocket'`);
   if (!connection.toLowerCase().split(",").some((t) => t.trim() === "upgrade")) {
@@ -114,6 +122,9 @@ export function parseResponse(
   }
   if (accept !== acceptFor(key)) return fail("BAD_ACCEPT", status, `Sec-WebSocket-Accept '${accept}' does not match the key`);
   if (protocol && !offeredProtocols.includes(protocol)) return fail("BAD_SUBPROTOCOL", status, `server chose subprotocol '${protocol}' that was not offered`);
-  if (extensions) return fail("BAD_EXTENSION", status, `server chose extensions '${extensions}' that were not offered`);
-  return { ok: true, headerBytes: end, protocol };
+  if (!extensions) return { ok: true, headerBytes: end, protocol, deflate: null };
+  if (deflate === null) return fail("BAD_EXTENSION", status, `server chose extensions '${extensions}' that were not offered`);
+  const answer = acceptDeflate(extensions, deflate);
+  if (!answer.ok) return fail("BAD_EXTENSION", status, answer.reason);
+  return { ok: true, headerBytes: end, protocol, deflate: answer.agreement };
 }

@@ -5,5 +5,6 @@ export * from "./handshake.ts";
 export * from "./mask.ts";
 export * from "./frame.ts";
 export * from "./parser.ts";
+export * from "./deflate.ts";
 export * from "./utf8.ts";
 export * from "./stamp.ts";

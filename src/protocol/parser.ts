@@ -1,7 +1,8 @@
 // Incremental frame parser for the client side (RFC 6455 §5): frames split across TCP reads, fragmented
-// messages with control frames interleaved, close codes, size limits and UTF-8 checks. State lives in fields
+// messages with control frames interleaved, close codes, size limits and UTF-8 checks, and compressed
+// messages (RSV1) when the connection negotiated permessage-deflate (RFC 7692 §6). State lives in fields
 // of the caller's per-connection object and events go to one shared sink, so parsing allocates nothing on
-// the common path (whole frames in one read): message payloads are views into the read buffer.
+// the common path (whole uncompressed frames in one read): message payloads are views into the read buffer.
 import {
   OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD,
 } from "./constants.ts";
@@ -19,6 +20,26 @@ export interface ParserState {
   fragLen: number;
   /** Set once a close frame arrived or the parser failed: later bytes are ignored. */
   pdone: boolean;
+  /** The message in progress is compressed (its first frame had RSV1). */
+  fragComp: boolean;
+  /** permessage-deflate negotiated on this connection: RSV1 marks compressed messages. Null: RSV bits fail. */
+  pmd: MessageInflater | null;
+}
+
+/** Inflates one compressed message (permessage-deflate). */
+export interface MessageInflater {
+  /** The inflated payload, at most maxBytes; throws an InflateError to fail the connection. */
+  inflate(data: Uint8Array, maxBytes: number): Uint8Array;
+}
+
+/** A compressed message that cannot be delivered: the connection fails with `code` (1007 or 1009). */
+export class InflateError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Receives parsed events. Payload views are valid only during the call. */
@@ -38,6 +59,7 @@ export function initParser(s: ParserState): void {
   s.fragParts = null;
   s.fragLen = 0;
   s.pdone = false;
+  s.fragComp = false;
 }
 
 const decoder = new TextDecoder();
@@ -47,6 +69,17 @@ function failWith<S extends ParserState>(s: S, sink: FrameSink<S>, code: number,
   s.pbuf = null;
   s.fragParts = null;
   sink.fail(s, code, reason);
+}
+
+/** A compressed message's payload inflated, or null once the connection was failed (1007 or 1009). */
+function inflateOrFail<S extends ParserState>(s: S, sink: FrameSink<S>, data: Uint8Array, maxMessage: number): Uint8Array | null {
+  try {
+    return s.pmd!.inflate(data, maxMessage);
+  } catch (err) {
+    if (!(err instanceof InflateError)) throw err;
+    failWith(s, sink, err.code, err.message);
+    return null;
+  }
 }
 
 /** Feeds one read's bytes to the parser. */
@@ -68,7 +101,15 @@ export function parseFrames<S extends ParserState>(s: S, chunk: Uint8Array, sink
     const b1 = buf[at + 1]!;
     const fin = (b0 & 0x80) !== 0;
     const opcode = b0 & 0x0f;
-    if ((b0 & 0x70) !== 0) return failWith(s, sink, CLOSE_PROTOCOL_ERROR, "reserved bits set without a negotiated extension");
+    // RSV1 is permessage-deflate's "compressed" bit, allowed on the first frame of a data message only
+    // (RFC 7692 §6); RSV2/RSV3 have no extension of ours.
+    let comp = false;
+    if ((b0 & 0x70) !== 0) {
+      if ((b0 & 0x30) !== 0 || s.pmd === null) return failWith(s, sink, CLOSE_PROTOCOL_ERROR, "reserved bits set without a negotiated extension");
+      if ((opcode & 0x8) !== 0) return failWith(s, sink, CLOSE_PROTOCOL_ERROR, "RSV1 (compressed) set on a control frame");
+      if (opcode === OP_CONTINUATION) return failWith(s, sink, CLOSE_PROTOCOL_ERROR, "RSV1 (compressed) set on a continuation frame");
+      comp = true;
+    }
     if ((b1 & 0x80) !== 0) return failWith(s, sink, CLOSE_PROTOCOL_ERROR, "server frames must not be masked");
     let len = b1 & 0x7f;
     let hdr = 2;
@@ -136,9 +177,15 @@ export function parseFrames<S extends ParserState>(s: S, chunk: Uint8Array, sink
     }
 
     if (opcode !== OP_CONTINUATION && fin) {
-      // Whole message in one frame: the common case, no copy.
-      if (opcode === OP_TEXT && !isValidUtf8(payload)) return failWith(s, sink, CLOSE_INVALID_PAYLOAD, "text message is not valid UTF-8");
-      sink.message(s, opcode, payload);
+      // Whole message in one frame: the common case, no copy (unless compressed).
+      let data = payload;
+      if (comp) {
+        const inflated = inflateOrFail(s, sink, payload, maxMessage);
+        if (inflated === null) return;
+        data = inflated;
+      }
+      if (opcode === OP_TEXT && !isValidUtf8(data)) return failWith(s, sink, CLOSE_INVALID_PAYLOAD, "text message is not valid UTF-8");
+      sink.message(s, opcode, data);
       if (s.pdone) return;
       continue;
     }
@@ -146,18 +193,25 @@ export function parseFrames<S extends ParserState>(s: S, chunk: Uint8Array, sink
       s.fragOp = opcode;
       s.fragParts = [];
       s.fragLen = 0;
+      s.fragComp = comp;
     }
     s.fragParts!.push(payload.slice());
     s.fragLen += len;
     if (fin) {
       const parts = s.fragParts!;
-      const msg = new Uint8Array(s.fragLen);
+      let msg: Uint8Array = new Uint8Array(s.fragLen);
       let o = 0;
       for (const p of parts) { msg.set(p, o); o += p.byteLength; }
       const op = s.fragOp;
       s.fragOp = 0;
       s.fragParts = null;
       s.fragLen = 0;
+      if (s.fragComp) {
+        s.fragComp = false;
+        const inflated = inflateOrFail(s, sink, msg, maxMessage);
+        if (inflated === null) return;
+        msg = inflated;
+      }
       if (op === OP_TEXT && !isValidUtf8(msg)) return failWith(s, sink, CLOSE_INVALID_PAYLOAD, "text message is not valid UTF-8");
       sink.message(s, op, msg);
       if (s.pdone) return;

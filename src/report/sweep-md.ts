@@ -5,6 +5,8 @@ import { latenessRule } from "../sweep/criteria.ts";
 import { clientSplit, fmtSize } from "../sweep/rounds.ts";
 import { count, shortMs } from "../format.ts";
 import { renderTable, type Align } from "./table.ts";
+import { byCause } from "./load-report.ts";
+import type { KernelReport } from "../system/tcp-counters.ts";
 
 /** Three significant digits at most: 2.4 MiB, 23.8 MiB, 107 MiB. */
 function sig(v: number): string {
@@ -122,7 +124,32 @@ export function renderMarkdown(report: SweepReport): string {
     out.push("");
     for (const r of failed) out.push(`- R${r.index} (${r.label}): ${r.reasons.join("; ")}`);
   }
+  out.push(...kernelMarkdown(report.rounds.map((r) => ({ index: r.index, label: r.label, kernel: r.load.kernel }))));
   out.push("");
   out.push("Everything, with per-second samples and merged latency histograms: `report.json`. Charts: `report.html`.");
   return out.join("\n") + "\n";
+}
+
+/**
+ * The kernel TCP counters that moved and matter in each round (the load report's `kernel`), grouped by likely
+ * cause, then each doctor check's fix once. Nothing when no round had any.
+ */
+export function kernelMarkdown(all: { index: number; label: string; kernel: KernelReport }[]): string[] {
+  const rounds = all.filter((r) => r.kernel.notable.length > 0);
+  if (rounds.length === 0) return [];
+  const out = ["", "## Kernel TCP counters", "", `Counted over each round's ramp, run and close on ${rounds[0]!.kernel.scope}: system-wide, so other programs' TCP on it counts too. Per round, what moved and matters:`, ""];
+  const fixes = new Map<string, { title: string; fix: string[]; avoid: string[] }>();
+  for (const r of rounds) {
+    for (const group of byCause(r.kernel.notable)) {
+      const { likelyCause, check } = group[0]!;
+      const counters = group.map((n) => `${n.counter} +${count(n.delta)} (${n.phases.join(", ")})`).join(", ");
+      out.push(`- R${r.index} (${r.label}): ${counters}. Likely cause: ${likelyCause}.` + (check ? ` Fix: the doctor's check \`${check.id}\` (${check.title}: ${check.value}).` : ""));
+      if (check && !fixes.has(check.id)) fixes.set(check.id, { title: check.title, fix: group[0]!.fix, avoid: group[0]!.avoid });
+    }
+  }
+  for (const [id, f] of fixes) {
+    out.push("", `Fix for \`${id}\` (${f.title}):`, "", "```", ...f.fix, "```");
+    for (const a of f.avoid) out.push("", `Avoid: ${a}`);
+  }
+  return out;
 }

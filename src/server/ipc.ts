@@ -1,5 +1,5 @@
 // Messages between the supervisor and its server workers (Bun IPC, structured clone).
-import type { ClusterStats, WorkerStats } from "./stats.ts";
+import type { ClusterStats, ConnCount, WorkerStats } from "./stats.ts";
 
 export type WorkerToSupervisor =
   | { t: "ready"; port: number }
@@ -10,7 +10,11 @@ export type WorkerToSupervisor =
   | { t: "listening"; on: boolean }
   | { t: "broadcast"; data: string | Uint8Array }
   | { t: "query"; id: number }
-  | { t: "drained"; stats: WorkerStats };
+  | { t: "drained"; stats: WorkerStats }
+  /** Its open and closed counts changed: sent at most once per coalescing period, never while idle. */
+  | { t: "count"; open: number; closed: number }
+  /** Bun.serve (or the check that the port is free) failed: the errno code and message, then the worker exits. */
+  | { t: "cannotListen"; code: string; message: string };
 
 export type SupervisorToWorker =
   /** `lastResort`: listening only because every worker is full, so upgrades past the cap get 503. */
@@ -19,4 +23,6 @@ export type SupervisorToWorker =
   | { t: "cluster"; id: number; stats: ClusterStats }
   /** Report stats now: an endpoint is waiting for exact figures. */
   | { t: "report" }
-  | { t: "drain"; timeoutMs: number };
+  | { t: "drain"; timeoutMs: number }
+  /** The cluster's count changed: what /conns answers from, with no round trip. */
+  | ({ t: "conns" } & ConnCount);

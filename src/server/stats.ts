@@ -56,6 +56,15 @@ export interface ClusterStats {
   workers: WorkerStats[];
 }
 
+/**
+ * What /conns answers: connections open now and closed since the server started, cluster-wide. The supervisor
+ * pushes it to every worker whenever it changes, so each worker answers from its own copy.
+ */
+export interface ConnCount {
+  conns: number;
+  closed: number;
+}
+
 export function emptyServerCounters(): ServerCounters {
   return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, timedOut: 0, closedByCode: {}, rejected: {} };
 }

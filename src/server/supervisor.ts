@@ -1,14 +1,17 @@
 // The supervisor: sizes and starts server workers, restarts the ones that die, decides which workers
-// listen (a full worker leaves the port group so the kernel stops handing it connections), answers the
-// workers' cluster queries with summed stats, and drains everything on shutdown.
+// listen (a full worker leaves the port group so the kernel stops handing it connections), pushes the
+// cluster's count to every worker, answers the workers' cluster queries with summed stats, and drains
+// everything on shutdown.
 import type { Subprocess } from "bun";
+import { isIP } from "node:net";
 import { availableParallelism, freemem } from "node:os";
 import { join } from "node:path";
 import { CLOSE_ABNORMAL } from "../protocol/close-codes.ts";
+import { ExpectedFailure } from "../flags.ts";
 import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
-import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ServerCounters, type WorkerStats } from "./stats.ts";
+import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ConnCount, type ServerCounters, type WorkerStats } from "./stats.ts";
 
 const WORKER_ENTRY = join(import.meta.dir, "worker.ts");
 /** Open files a worker keeps for itself and for upgrades it refuses with 503 while full. */
@@ -19,6 +22,11 @@ const RESTART_BACKOFF_MS = [100, 500, 1000, 2000, 5000];
 const ARRANGE_DEBOUNCE_MS = 20;
 /** Longest an endpoint waits for every worker's fresh figures. */
 const REFRESH_MS = 200;
+/**
+ * How long count changes gather before the new /conns figure goes to every worker: one message per worker
+ * per period however many connections came and went, so the push stays O(workers) at a million.
+ */
+const PUSH_MS = 50;
 
 interface WorkerSlot {
   index: number;
@@ -34,6 +42,10 @@ interface WorkerSlot {
   ready: boolean;
   /** Has reported since the last refresh request. */
   reported: boolean;
+  /** Its latest open and closed counts (from a count message or a report, whichever came last). */
+  count: { open: number; closed: number } | undefined;
+  /** Why it could not listen, as told to the user, when it said so before exiting. */
+  cannotListen: string | undefined;
 }
 
 export interface Sizing {
@@ -99,12 +111,15 @@ class Supervisor {
   port: number;
   private readyCount = 0;
   /** Set when the first worker exits before listening: nothing else can start either. */
-  private startError: string | undefined;
+  private startError: Error | undefined;
   private resolveFirst = (): void => {};
   /** Resolves when the first worker listens, or fails to. */
   private readonly firstReady: Promise<void>;
   private refresh: { promise: Promise<ClusterStats>; done: () => void } | undefined;
   private arrangeTimer: Timer | undefined;
+  /** The /conns figure every ready worker was last sent. */
+  private pushed: ConnCount = { conns: 0, closed: 0 };
+  private pushTimer: Timer | undefined;
 
   constructor(
     private readonly config: ServerConfig,
@@ -119,7 +134,7 @@ class Supervisor {
   async start(): Promise<void> {
     this.spawn(0);
     await this.firstReady;
-    if (this.startError) throw new Error(this.startError);
+    if (this.startError) throw this.startError;
     for (let i = 1; i < this.sizing.initial; i++) this.spawn(i);
     while (this.readyCount < this.sizing.initial && !this.startError) await Bun.sleep(5);
   }
@@ -133,10 +148,23 @@ class Supervisor {
     return this.slots.map((s) => s.proc.pid);
   }
 
+  /** What /conns answers: the workers' latest counts, plus what dead incarnations counted. */
+  count(): ConnCount {
+    let conns = 0;
+    let closed = this.retired.closed;
+    for (const s of this.slots) {
+      if (!s.count) continue;
+      conns += s.count.open;
+      closed += s.count.closed;
+    }
+    return { conns, closed };
+  }
+
   /** Drains every worker (close 1001) and resolves with the final stats. */
   async stop(): Promise<ClusterStats> {
     this.stopping = true;
     const timeoutMs = this.config.drainTimeout * 1000;
+    clearTimeout(this.pushTimer);
     for (const s of this.slots) this.post(s, { t: "drain", timeoutMs });
     // A worker that cannot finish its drain in time is killed; its connections count as closed.
     const deadline = setTimeout(() => {
@@ -152,7 +180,15 @@ class Supervisor {
   }
 
   private spawn(index: number, restarts = 0): void {
-    const settings: WorkerSettings = { config: { ...this.config, port: this.port }, index, cap: this.sizing.perWorker, hardCap: this.sizing.hardCap };
+    const settings: WorkerSettings = {
+      config: { ...this.config, port: this.port },
+      index,
+      cap: this.sizing.perWorker,
+      hardCap: this.sizing.hardCap,
+      count: this.pushed,
+      // Only the very first worker on a fixed port: later ones join the group it made.
+      claimPort: this.port !== 0 && this.readyCount === 0 && this.slots.length === 0,
+    };
     const proc = Bun.spawn([process.execPath, WORKER_ENTRY], {
       env: { ...process.env, WSMILLION_WORKER: JSON.stringify(settings) },
       stdio: ["ignore", "inherit", "inherit"],
@@ -160,7 +196,20 @@ class Supervisor {
       ipc: (msg: WorkerToSupervisor) => this.onMessage(slot, msg),
       onExit: (_p, code, signal) => this.onExit(slot, code, signal),
     });
-    const slot: WorkerSlot = { index, proc, stats: undefined, listening: true, wantListen: true, lastResort: false, full: false, restarts, ready: false, reported: false };
+    const slot: WorkerSlot = {
+      index,
+      proc,
+      stats: undefined,
+      listening: true,
+      wantListen: true,
+      lastResort: false,
+      full: false,
+      restarts,
+      ready: false,
+      reported: false,
+      count: undefined,
+      cannotListen: undefined,
+    };
     this.slots[index] = slot;
   }
 
@@ -171,13 +220,22 @@ class Supervisor {
         if (this.port === 0) this.port = msg.port;
         this.readyCount++;
         if (this.readyCount === 1) this.resolveFirst();
+        // It started with the figure of its spawn; pushes reach ready workers only, so bring it level now.
+        this.post(slot, { t: "conns", ...this.pushed });
         this.arrangeListeners();
         break;
       case "stats":
       case "drained":
         slot.stats = msg.stats;
         slot.reported = true;
+        this.updateCount(slot, msg.stats.open, msg.stats.closed);
         if (this.refresh && this.slots.every((s) => s.reported || !s.ready)) this.refresh.done();
+        break;
+      case "count":
+        this.updateCount(slot, msg.open, msg.closed);
+        break;
+      case "cannotListen":
+        slot.cannotListen = listenFailure(msg.code, msg.message, this.config.host, this.port);
         break;
       case "capacity":
         slot.full = msg.full;
@@ -219,6 +277,30 @@ class Supervisor {
     return promise;
   }
 
+  /** A worker's latest count; a change schedules a push. */
+  private updateCount(slot: WorkerSlot, open: number, closed: number): void {
+    if (slot.count?.open === open && slot.count.closed === closed) return;
+    slot.count = { open, closed };
+    this.countChanged();
+  }
+
+  /** At most one push per PUSH_MS, and none while nothing changes. */
+  private countChanged(): void {
+    if (this.stopping) return;
+    this.pushTimer ??= setTimeout(() => {
+      this.pushTimer = undefined;
+      this.pushCount();
+    }, PUSH_MS);
+  }
+
+  /** Sends the cluster's count to every ready worker, if it differs from what they have. */
+  private pushCount(): void {
+    const now = this.count();
+    if (now.conns === this.pushed.conns && now.closed === this.pushed.closed) return;
+    this.pushed = now;
+    for (const s of this.slots) if (s.ready) this.post(s, { t: "conns", ...now });
+  }
+
   /** Coalesces bursts of capacity changes (e.g. many clients leaving at once) so workers do not flap. */
   private arrangeListeners(): void {
     this.arrangeTimer ??= setTimeout(() => {
@@ -257,14 +339,17 @@ class Supervisor {
   private onExit(slot: WorkerSlot, code: number | null, signal: NodeJS.Signals | number | null): void {
     if (this.slots[slot.index] !== slot) return;
     const lost = this.retire(slot);
+    const how = signal ? `signal ${signal}` : `exit ${code}`;
     if (!slot.ready && this.readyCount === 0) {
-      this.startError = `worker ${slot.index} exited before listening (code ${code ?? signal}); is port ${this.config.port} on ${this.config.host} free?`;
+      // A bind the machine refused is the user's to fix; any other early exit is a bug, and stays loud.
+      this.startError = slot.cannotListen ? new ExpectedFailure(slot.cannotListen) : new Error(`worker ${slot.index} exited before listening (${how})`);
       this.resolveFirst();
       return;
     }
     if (this.stopping) return;
     const delay = restartDelay(slot.restarts);
-    this.log(`worker ${slot.index} (pid ${slot.proc.pid}) died (${signal ? `signal ${signal}` : `exit ${code}`}) with ${lost} connections; restarting in ${delay} ms`);
+    const why = slot.cannotListen ? `could not listen: ${slot.cannotListen}` : `died (${how}) with ${lost} connections`;
+    this.log(`worker ${slot.index} (pid ${slot.proc.pid}) ${why}; restarting in ${delay} ms`);
     slot.ready = false;
     setTimeout(() => {
       if (!this.stopping) this.spawn(slot.index, slot.restarts + 1);
@@ -273,16 +358,32 @@ class Supervisor {
 
   /** Moves a dead worker's counters to the retired tally; its open connections count as closed (1006). Returns how many it held. */
   private retire(slot: WorkerSlot): number {
-    const lost = slot.stats?.open ?? 0;
-    if (slot.stats) {
-      addServerCounters(this.retired, slot.stats);
-      if (slot.stats.open > 0) {
-        this.retired.closed += slot.stats.open;
-        countInto(this.retired.closedByCode, CLOSE_ABNORMAL, slot.stats.open);
-      }
-      slot.stats = undefined;
-    }
-    return lost;
+    const count = slot.count ?? { open: 0, closed: 0 };
+    if (slot.stats) addServerCounters(this.retired, slot.stats);
+    // Its count may be newer than its last report: closes since then are closed too (under no code: the
+    // report that would have carried them never came), and what it held at the end is lost.
+    this.retired.closed += count.closed - (slot.stats?.closed ?? 0) + count.open;
+    if (count.open > 0) countInto(this.retired.closedByCode, CLOSE_ABNORMAL, count.open);
+    slot.stats = undefined;
+    slot.count = undefined;
+    this.countChanged();
+    return count.open;
+  }
+}
+
+/** A refused bind as one line for the user: the cause, and what to do about it. */
+export function listenFailure(code: string, message: string, host: string, port: number): string {
+  switch (code) {
+    case "EADDRINUSE":
+      return `port ${port} on ${host} is in use (another server?); pick another with --port, or --port 0 for a free one`;
+    case "EADDRNOTAVAIL":
+      return `${host} is not an address of this machine (EADDRNOTAVAIL); give one it has (ip -br addr) with --host, or --host 0.0.0.0 for all of them`;
+    case "EACCES":
+      return `no permission to listen on port ${port} (EACCES): ports below 1024 need root or CAP_NET_BIND_SERVICE; pick another with --port, or --port 0 for a free one`;
+    default:
+      // Bun reports a name it cannot resolve with whatever errno was left over (EINVAL, ENOTSUP, varying): the name is the cause.
+      if (isIP(host) === 0) return `--host ${host} is not an IP address, nor a name of this machine; give one such as 127.0.0.1, or 0.0.0.0 for all of them`;
+      return `cannot listen on ${host} port ${port}: ${message} (${code})`;
   }
 }
 

@@ -7,7 +7,7 @@ import { serveEndpoint } from "./endpoints.ts";
 import { checkUpgrade, refusalResponse } from "./upgrade-checks.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
 import { byteLength, messageHandler, pushSender, type Conn, type MessageHandler } from "./modes.ts";
-import { countInto, emptyServerCounters, type ClusterStats, type WorkerStats } from "./stats.ts";
+import { countInto, emptyServerCounters, type ClusterStats, type ConnCount, type WorkerStats } from "./stats.ts";
 import { PeriodicVisits, Registry, type Slot } from "./visits.ts";
 import { SelfSampler } from "../system/self.ts";
 import { CLOSE_GOING_AWAY } from "../protocol/close-codes.ts";
@@ -15,6 +15,8 @@ import { CLOSE_GOING_AWAY } from "../protocol/close-codes.ts";
 /** How often the worker reports its figures, and the resolution of the clock that stamps when a peer was last heard. */
 const TICK_MS = 250;
 const DRAIN_BATCH = 2000;
+/** How long open/close changes gather before this worker tells the supervisor its new count: a message per period, not per connection. */
+const COUNT_MS = 50;
 const TOPIC = "all";
 
 export class ServerWorker {
@@ -47,6 +49,9 @@ export class ServerWorker {
   /** The port group's port: --port, or the one the kernel picked for the first worker when --port is 0. */
   private port: number;
   private readonly clusterQueries = new Map<number, (s: ClusterStats) => void>();
+  /** The cluster's /conns figure as the supervisor last pushed it. */
+  private clusterCount: ConnCount;
+  private countTimer: Timer | undefined;
   private queryId = 0;
   private readonly onMessage: MessageHandler;
   private readonly websocket: WebSocketHandler<Slot>;
@@ -61,6 +66,7 @@ export class ServerWorker {
     this.hardCap = hardCap;
     this.rejoinBelow = cap - Math.max(1, Math.min(200, Math.floor(cap * 0.02)));
     this.port = config.port;
+    this.clusterCount = settings.count;
     this.onMessage = messageHandler({
       config,
       counters: this.counters,
@@ -110,6 +116,11 @@ export class ServerWorker {
   clusterAnswer(id: number, stats: ClusterStats): void {
     this.clusterQueries.get(id)?.(stats);
     this.clusterQueries.delete(id);
+  }
+
+  /** The supervisor's push: the cluster's count changed. */
+  countPushed(count: ConnCount): void {
+    this.clusterCount = count;
   }
 
   report(): void {
@@ -168,6 +179,7 @@ export class ServerWorker {
   };
 
   private checkCapacity(): void {
+    this.countSoon();
     const load = this.registry.size + this.upgrading;
     if (!this.full && load >= this.cap) {
       this.full = true;
@@ -179,6 +191,14 @@ export class ServerWorker {
       this.send({ t: "capacity", full: false });
       this.send({ t: "listening", on: this.listener !== undefined });
     }
+  }
+
+  /** Tells the supervisor this worker's count once the changes of the next COUNT_MS are in; nothing while idle. */
+  private countSoon(): void {
+    this.countTimer ??= setTimeout(() => {
+      this.countTimer = undefined;
+      this.send({ t: "count", open: this.registry.size, closed: this.counters.closed });
+    }, COUNT_MS);
   }
 
   private websocketHandler(): WebSocketHandler<Slot> {
@@ -241,7 +261,7 @@ export class ServerWorker {
         countInto(this.counters.rejected, "404 path");
         return new Response(`no WebSocket endpoint at ${url.pathname}; connect to ${config.path}\n`, { status: 404 });
       }
-      return serveEndpoint(req, url, this.cluster, this.index);
+      return serveEndpoint(req, url, this.cluster, this.index, () => this.clusterCount);
     }
     const refusal = checkUpgrade(req, url, config);
     if (refusal) {
@@ -353,12 +373,34 @@ function main(): void {
       case "report":
         worker.report();
         break;
+      case "conns":
+        worker.countPushed({ conns: msg.conns, closed: msg.closed });
+        break;
     }
   });
   // Ctrl-C reaches the whole process group; the supervisor decides how workers stop.
   process.on("SIGINT", () => {});
   process.on("disconnect", () => drainAndExit(settings.config.drainTimeout * 1000));
-  worker.start();
+  try {
+    if (settings.claimPort) claimPort(settings.config.host, settings.config.port);
+    worker.start();
+  } catch (err) {
+    // A bind the machine refuses (port taken, address not ours, port needs root) is the user's to fix: the
+    // supervisor turns the cause into one line. Anything else is a bug and keeps its stack trace.
+    const e = err as NodeJS.ErrnoException;
+    if (e.syscall !== "listen" || typeof e.code !== "string") throw err;
+    send({ t: "cannotListen", code: e.code, message: e.message });
+    process.exit(2);
+  }
+}
+
+/**
+ * Throws if any other socket holds the port: a bind without reusePort fails even against a reusePort
+ * server, which Bun.serve with reusePort would silently join, sharing that server's connections. Bun.serve,
+ * not Bun.listen: Bun.listen's error for a host it cannot resolve has no errno code, so it would read as a bug.
+ */
+function claimPort(host: string, port: number): void {
+  Bun.serve({ hostname: host, port, fetch: () => new Response(null, { status: 503 }) }).stop(true);
 }
 
 if (import.meta.main) main();

@@ -58,7 +58,7 @@ function nofileCap(c: CapContext): Cap | null {
 function memoryCap(c: CapContext): Cap | null {
   const { m } = c;
   if (!m.memory) return null;
-  const perConn = bytesPerConnection(c.role, m.costs);
+  const perConn = bytesPerConnection(c.role, m.costs, m.clientFeatures);
   return {
     id: "memory",
     label: `memory ${bytes(m.memory.bytes)} at ${bytes(perConn)} per connection + ${bytes(m.costs.processBytes)} per process`,
@@ -165,7 +165,7 @@ function capsFor(role: Role, m: Model): Cap[] {
 function roleCapacity(role: Role, m: Model): RoleCapacity {
   const caps = capsFor(role, m);
   const first = caps[0];
-  return { role, max: first?.max ?? Infinity, binding: first?.id ?? "none", bytesPerConnection: bytesPerConnection(role, m.costs), caps };
+  return { role, max: first?.max ?? Infinity, binding: first?.id ?? "none", bytesPerConnection: bytesPerConnection(role, m.costs, m.clientFeatures), caps };
 }
 
 /** Capacity per role and whether the plan fits, without the findings (cheap enough for any caller). */

@@ -5,6 +5,7 @@ import {
   WARN_SHARE,
   allLoopback,
   bytesPerConnection,
+  clientBytesFor,
   portsPerPair,
   sides,
   type Capacity,
@@ -293,7 +294,7 @@ function migrateReq(input: PlanInput, m: Model, cap: Capacity): Finding | null {
  * Measured here: at 1000 a million-connection run lost handshake packets in this queue and 17 dials to
  * resets; at 65536 none, in three runs.
  */
-const LOOPBACK_BACKLOG = 65536;
+export const LOOPBACK_BACKLOG = 65536;
 
 function netdevBacklog(input: PlanInput, m: Model): Finding {
   const l = m.limits;
@@ -376,7 +377,8 @@ function tcpMem(input: PlanInput, m: Model): Finding {
 function memory(input: PlanInput, m: Model, cap: Capacity): Finding {
   const l = m.limits;
   const c = m.costs;
-  const per = bytesPerConnection(input.role, c);
+  const per = bytesPerConnection(input.role, c, m.clientFeatures);
+  const client = clientBytesFor(c, m.clientFeatures);
   const procs = cap.processes.total;
   const need = input.connections * per + (Number.isFinite(procs) ? procs : 0) * c.processBytes;
   const cg = l.memoryMax.value;
@@ -386,8 +388,8 @@ function memory(input: PlanInput, m: Model, cap: Capacity): Finding {
   }
   const parts =
     input.role === "both"
-      ? `(${bytes(c.serverBytes)} server + ${bytes(c.clientBytes)} client + 2 x ${bytes(c.kernelBytes)} kernel)`
-      : `(${bytes(input.role === "server" ? c.serverBytes : c.clientBytes)} user + ${bytes(c.kernelBytes)} kernel)`;
+      ? `(${bytes(c.serverBytes)} server + ${bytes(client)} client + 2 x ${bytes(c.kernelBytes)} kernel)`
+      : `(${bytes(input.role === "server" ? c.serverBytes : client)} user + ${bytes(c.kernelBytes)} kernel)`;
   return finding(
     {
       id: "memory",

@@ -14,6 +14,18 @@ export interface Costs {
   serverBytes: number;
   /** RSS per idle client connection, raw Bun TCP socket (Bun.connect) with our codec. */
   clientBytes: number;
+  /**
+   * What wss adds per idle client connection, nearly all of it Bun's TLS session: 8.4-8.6 KiB (wss 10.2-10.5
+   * KiB against plain 1.8-1.9 KiB at 10,000 connections in one process; a bare Bun.connect({ tls }) socket
+   * holds 8.7 KiB; bench/load-tls.ts, four runs).
+   */
+  clientTlsBytes: number;
+  /**
+   * What permessage-deflate adds per client connection once traffic filled the context-takeover windows
+   * (the server's 32 KiB and our 4 KiB send history): 38.4 KiB more than the same traffic without takeover
+   * at 1,000 connections (bench/load-tls.ts). An idle connection that agreed holds ~0.2 KiB.
+   */
+  clientDeflateBytes: number;
   /** Kernel memory per socket (socket, tcp_sock, file, inode, epoll entry): 4-6 KB measured by the Slab delta, per end. */
   kernelBytes: number;
   /** RSS of a Bun process before any connection. */
@@ -26,16 +38,30 @@ export interface Costs {
    * reclaimable, which it is not while the sockets are open.
    */
   bothBytes: number;
+  /**
+   * CPU per echoed message with both ends on one box and many sockets each sending one frame at a time (the
+   * demo's shape): client 23.1-24.8 µs (bench/load-echo-cpu.ts, single) + server 13.6-14.2 µs
+   * (bench/serve-echo-cpu.ts, single), mostly kernel time on loopback.
+   */
+  echoCpuMicros: number;
 }
 
 export const COSTS: Readonly<Costs> = Object.freeze({
   serverBytes: 1.5 * KiB,
   clientBytes: 1.5 * KiB,
+  clientTlsBytes: 8.5 * KiB,
+  clientDeflateBytes: 38.5 * KiB,
   kernelBytes: 5 * KiB,
   processBytes: 26 * MiB,
   threadsPerProcess: 6,
   bothBytes: Math.round(8.2 * KiB),
+  echoCpuMicros: 37,
 });
+
+/** Echoes per second this many cores drive with both ends on the box, at full CPU. */
+export function echoCapacity(cores: number, costs: Costs = COSTS): number {
+  return (Math.max(1, cores) * 1e6) / costs.echoCpuMicros;
+}
 
 /** Descriptors each process keeps for itself (stdio, epoll, timers, IPC, the runtime's own files). */
 export const FD_HEADROOM = 100;
@@ -53,6 +79,10 @@ export interface PlanInput {
   role: Role;
   connections: number;
   targets?: Target[];
+  /** The client side dials wss://. */
+  tls?: boolean;
+  /** The client side offers permessage-deflate with context takeover in either direction (windows kept). */
+  deflate?: boolean;
 }
 
 /** One limit's ceiling on connections for a role. */
@@ -149,14 +179,22 @@ export interface Model {
   memory: { bytes: number; source: string } | null;
   targets: Target[];
   targetsAssumed: boolean;
+  /** The client side's TLS and deflate, which change its cost per connection. */
+  clientFeatures: Pick<PlanInput, "tls" | "deflate">;
 }
 
 export function sides(role: Role): number {
   return role === "both" ? 2 : 1;
 }
 
-export function bytesPerConnection(role: Role, costs: Costs): number {
-  const user = role === "server" ? costs.serverBytes : role === "client" ? costs.clientBytes : costs.serverBytes + costs.clientBytes;
+/** User-space bytes per client connection: the plain cost, plus TLS and deflate when the plan uses them. */
+export function clientBytesFor(costs: Costs, plan: Pick<PlanInput, "tls" | "deflate"> = {}): number {
+  return costs.clientBytes + (plan.tls ? costs.clientTlsBytes : 0) + (plan.deflate ? costs.clientDeflateBytes : 0);
+}
+
+export function bytesPerConnection(role: Role, costs: Costs, plan: Pick<PlanInput, "tls" | "deflate"> = {}): number {
+  const client = clientBytesFor(costs, plan);
+  const user = role === "server" ? costs.serverBytes : role === "client" ? client : costs.serverBytes + client;
   return user + sides(role) * costs.kernelBytes;
 }
 
@@ -189,6 +227,7 @@ export function buildModel(input: PlanInput, limits: Limits, costs: Costs): Mode
     memory: memoryLeft(limits),
     targets: given ? input.targets! : [DEFAULT_TARGET],
     targetsAssumed: !given,
+    clientFeatures: { tls: input.tls, deflate: input.deflate },
   };
 }
 

@@ -104,15 +104,30 @@ export function parseTargets(spec: string, flag = "--targets"): Target[] {
 }
 
 /**
- * `ws://host:port/path?query`: its destinations and its request target (path and query, as a server sees
- * them; null when the URL names none). The one place a URL becomes targets and a path.
+ * `ws://host:port/path?query`: its destinations, its request target (path and query, as a server sees
+ * them; null when the URL names none) and whether it is wss://. The one place a URL becomes targets and a
+ * path. Callers that cannot speak TLS leave `acceptWss` false and wss:// is refused.
  */
-export function parseWsUrl(url: string, flag: string): { targets: Target[]; path: string | null } {
+export function parseWsUrl(url: string, flag: string, acceptWss = false): { targets: Target[]; path: string | null; tls: boolean } {
   if (!/^wss?:\/\//i.test(url)) throw new UsageError(`${flag}: the URL must start with ws://, got '${url}'`);
-  if (/^wss:/i.test(url)) throw new UsageError(`${flag}: wss:// (TLS) is not supported by the load client yet; use ws://`);
+  const tls = /^wss:/i.test(url);
+  if (tls && !acceptWss) throw new UsageError(`${flag}: wss:// (TLS) is not supported here yet; use ws://`);
   const m = /^wss?:\/\/[^/?#]*([^#]*)/i.exec(url);
   const rest = m?.[1] ?? "";
-  return { targets: parseTargets(url, flag), path: rest === "" ? null : rest.startsWith("/") ? rest : `/${rest}` };
+  return { targets: parseTargets(url, flag), path: rest === "" ? null : rest.startsWith("/") ? rest : `/${rest}`, tls };
+}
+
+/** Whether a target spec names wss:// (true), ws:// (false) or no scheme (null); a spec that mixes both is refused. */
+export function specScheme(spec: string, flag: string): boolean | null {
+  let tls: boolean | null = null;
+  for (const part of spec.split(",")) {
+    const m = /^\s*(wss?):\/\//i.exec(part);
+    if (!m) continue;
+    const wss = m[1]!.toLowerCase() === "wss";
+    if (tls !== null && tls !== wss) throw new UsageError(`${flag}: '${spec}' mixes ws:// and wss://; one run is either TLS or not`);
+    tls = wss;
+  }
+  return tls;
 }
 
 /** `127.0.0.1:8080`, `[::1]:8080`. */

@@ -40,6 +40,21 @@ export function wsServer(mode: string, arg?: string): Promise<NodeServer> {
   return nodeServer("load-ws-server.mjs", arg === undefined ? [mode] : [mode, arg]);
 }
 
+/** What test/helpers/load-wss-server.mjs takes: TLS files, ws's perMessageDeflate options, a misbehaviour. */
+export interface WssServerConfig {
+  tls?: { cert: string; key: string };
+  deflate?: Record<string, unknown> | false;
+  mode?: "echo" | "corrupt" | "bomb";
+  every?: number;
+  bombBytes?: number;
+  expect?: string;
+}
+
+/** The `ws` package server under Node over TLS and/or with permessage-deflate (see load-wss-server.mjs). */
+export function wssServer(config: WssServerConfig): Promise<NodeServer> {
+  return nodeServer("load-wss-server.mjs", [JSON.stringify(config)]);
+}
+
 /** A Bun server listening on TCP: unlike a unix-socket one, it always has a port. */
 export type TcpServer = ReturnType<typeof Bun.serve> & { readonly port: number };
 
