@@ -263,7 +263,12 @@ class LoadRun {
 
   private onMessage(s: WorkerState, msg: WorkerToCoordinator): void {
     switch (msg.t) {
-      case "ready": s.pid = msg.pid; s.baseRss = msg.baseRssBytes; break;
+      case "ready":
+        s.pid = msg.pid;
+        s.baseRss = msg.baseRssBytes;
+        s.rateBase = { counters: zeroCounters(), cpuUs: msg.cpuUs, atMs: msg.atMs };
+        s.heardAt = performance.now();
+        break;
       case "figures":
         updateRates(s, msg);
         s.emptyAt = msg.emptyAtMs;

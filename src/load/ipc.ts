@@ -20,7 +20,8 @@ export interface ProcessFigures {
 }
 
 export type WorkerToCoordinator =
-  | { t: "ready"; pid: number; baseRssBytes: number }
+  /** `atMs` and `cpuUs` start the worker's first interval, so its first figures already carry rates. */
+  | { t: "ready"; pid: number; baseRssBytes: number; atMs: number; cpuUs: number }
   /**
    * Once a second; `atMs` is when it was taken (wall clock), so rates use the worker's own interval.
    * `emptyAtMs`: when its last open connection went (null while any is open); sent at once without --reconnect.

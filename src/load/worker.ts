@@ -138,7 +138,7 @@ export class LoadWorker implements ConnHost {
     Bun.gc(true);
     this.baseRss = rssBytes();
     this.peakRss = this.baseRss;
-    this.emit({ t: "ready", pid: process.pid, baseRssBytes: this.baseRss });
+    this.emit({ t: "ready", pid: process.pid, baseRssBytes: this.baseRss, atMs: nowMs(), cpuUs: cpuMicros() });
     this.phase = "ramp";
     this.rampStart = performance.now();
     this.tokensAt = this.rampStart;
