@@ -8,6 +8,7 @@ import {
   parseTargets,
   portsPerPair,
   processesFor,
+  serverKernelWarnings,
   socketsPerProcess,
   startupWarnings,
   suggestTargets,
@@ -300,6 +301,28 @@ describe("startupWarnings", () => {
   test("several limits, tightest first", () => {
     const lines = startupWarnings({ role: "both", connections: 1_000_000 }, limitsOf("pids-small"));
     expect(lines.map((l) => l.split(" ")[1])).toEqual(["ephemeral", "cgroup"]);
+  });
+});
+
+describe("serverKernelWarnings", () => {
+  test("a pool of workers on the base box: tcp_migrate_req and, with the clients here, the loopback queue; each with its sysctl", () => {
+    const l = limitsOf("base");
+    const lines = serverKernelWarnings({ connections: 210_000, port: 8080, clientsHere: true }, l);
+    expect(lines.length).toBe(2);
+    expect(lines[0]).toStartWith("kernel: net.ipv4.tcp_migrate_req is 0: a full server worker leaves the port group;");
+    expect(lines[0]).toEndWith("; fix: sysctl -w net.ipv4.tcp_migrate_req=1");
+    expect(lines[1]).toStartWith("kernel: net.core.netdev_max_backlog is 1,000 packets; 180 dropped since boot (with the clients on this machine): ");
+    expect(lines[1]).toEndWith("; fix: sysctl -w net.core.netdev_max_backlog=65536");
+    expect(serverKernelWarnings({ connections: 210_000, port: 8080, clientsHere: false }, l)).toEqual([lines[0]!]);
+  });
+
+  test("one worker needs no migration; a listening port inside the ephemeral range is warned unless the kernel picked it", () => {
+    const l = limitsOf("base");
+    expect(serverKernelWarnings({ connections: 1000, port: 8080, clientsHere: false }, l)).toEqual([]);
+    expect(serverKernelWarnings({ connections: 1000, port: 40000, clientsHere: false }, l)).toEqual([
+      "kernel: server ports vs ephemeral range is 40000 inside 32768-60999: keep outgoing connections off the server's listening ports; fix: sysctl -w net.ipv4.ip_local_reserved_ports=40000",
+    ]);
+    expect(serverKernelWarnings({ connections: 1000, port: 0, clientsHere: false }, l)).toEqual([]);
   });
 });
 

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { BACKPRESSURE_POLICIES, SERVER_DEFAULTS, SERVER_MODES, chooseLiveness, livenessLine, livenessProblem, type ServerConfig } from "../server/config.ts";
 import { startServer } from "../server/supervisor.ts";
 import type { ClusterStats } from "../server/stats.ts";
-import { startupWarnings, workerNofile } from "../system/capacity.ts";
+import { serverKernelWarnings, startupWarnings, workerNofile } from "../system/capacity.ts";
 import { readLimits } from "../system/limits.ts";
 import { UsageError, bytes, choice, collect, integer, seconds, workers } from "../flags.ts";
 import { count } from "../format.ts";
@@ -82,6 +82,10 @@ export function registerServe(program: Command): void {
       for (const w of startupWarnings({ role: "server", connections: Number.isFinite(sizing.maxConns) ? sizing.maxConns : 1_000_000 }, limits)) {
         console.error(`warning: ${w}`);
       }
+      // Clients may share this machine (and its loopback queue) unless the server listens on a public address only.
+      const clientsHere = ["0.0.0.0", "::", "localhost", "::1"].includes(config.host) || config.host.startsWith("127.");
+      const capacity = Number.isFinite(sizing.maxConns) ? sizing.maxConns : 1_000_000;
+      for (const w of serverKernelWarnings({ connections: capacity, port: config.port, clientsHere }, limits)) console.error(`warning: ${w}`);
       await new Promise<void>((resolve) => {
         const stop = async (sig: string) => {
           say(`${sig}: closing every connection with ${CLOSE_GOING_AWAY} (up to ${config.drainTimeout} s)`);

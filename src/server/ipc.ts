@@ -9,7 +9,8 @@ export type WorkerToSupervisor =
   /** Acknowledges a listen request once the worker really listens (or has stopped). */
   | { t: "listening"; on: boolean }
   | { t: "broadcast"; data: string | Uint8Array }
-  | { t: "query"; id: number }
+  /** `handshakes`: also the kernel's accept queues and the merged upgrade times (for /stats and /metrics). */
+  | { t: "query"; id: number; handshakes: boolean }
   | { t: "drained"; stats: WorkerStats }
   /** Its open and closed counts changed: sent at most once per coalescing period, never while idle. */
   | { t: "count"; open: number; closed: number }

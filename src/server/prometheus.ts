@@ -20,6 +20,7 @@ const PER_WORKER: { name: string; help: string; field: Numeric; counter?: boolea
   { name: "wsmillion_event_loop_lag_ms", help: "Worst event-loop delay over the last interval", field: "eventLoopLagMs" },
   { name: "wsmillion_buffered_bytes", help: "Bytes queued for slow connections", field: "bufferedBytes" },
   { name: "wsmillion_worker_restarts_total", help: "Times the worker was restarted", field: "restarts", counter: true },
+  { name: "wsmillion_handshake_timeouts_total", help: "Connections shut down for not completing their request within --handshake-timeout", field: "handshakeTimeouts", counter: true },
 ];
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,5 +43,28 @@ export async function renderPrometheus(stats: ClusterStats): Promise<string> {
   new Gauge({ name: "wsmillion_conns", help: "Connections open now, cluster-wide (same as /conns)", registers: [registry] }).set(stats.conns);
   new Counter({ name: "wsmillion_closed_total", help: "Connections closed, cluster-wide (same as /conns)", registers: [registry] }).inc(stats.closed);
   new Gauge({ name: "wsmillion_workers", help: "Worker processes", registers: [registry] }).set(stats.workers.length);
-  return registry.metrics();
+  const queue = new Gauge({ name: "wsmillion_accept_queue", help: "Connections waiting in the worker's accept queue (kernel, Recv-Q of its listener)", labelNames: ["worker"], registers: [registry] });
+  for (const w of stats.workers) if (w.acceptQueue !== null) queue.set({ worker: String(w.worker) }, w.acceptQueue);
+  const upgradeMax = new Gauge({ name: "wsmillion_upgrade_seconds_max", help: "Longest upgrade, fetch call to open handler, since the worker started", labelNames: ["worker"], registers: [registry] });
+  for (const w of stats.workers) upgradeMax.set({ worker: String(w.worker) }, w.upgrade.maxMs / 1000);
+  const h = stats.handshakes;
+  if (h?.listenOverflows != null) new Counter({ name: "wsmillion_listen_overflows_total", help: "Connections that found their listener's accept queue full, network namespace since boot (TcpExt ListenOverflows)", registers: [registry] }).inc(h.listenOverflows);
+  if (h?.listenDrops != null) new Counter({ name: "wsmillion_listen_drops_total", help: "Connections dropped at a listener, network namespace since boot (TcpExt ListenDrops)", registers: [registry] }).inc(h.listenDrops);
+  return (await registry.metrics()) + upgradeSummary(stats);
+}
+
+/**
+ * Upgrade times as a Prometheus summary per worker. prom-client computes a summary only from values
+ * observed in this process, and these come as each worker's HdrHistogram figures, so the lines are written here.
+ */
+function upgradeSummary(stats: ClusterStats): string {
+  const name = "wsmillion_upgrade_seconds";
+  const lines = [`# HELP ${name} Upgrade time, fetch call to open handler (the 101 sent), since the worker started`, `# TYPE ${name} summary`];
+  for (const w of stats.workers) {
+    const u = w.upgrade;
+    const worker = `worker="${w.worker}"`;
+    lines.push(`${name}{${worker},quantile="0.5"} ${u.p50Ms / 1000}`, `${name}{${worker},quantile="0.99"} ${u.p99Ms / 1000}`);
+    lines.push(`${name}_sum{${worker}} ${(u.meanMs * u.count) / 1000}`, `${name}_count{${worker}} ${u.count}`);
+  }
+  return `${lines.join("\n")}\n`;
 }

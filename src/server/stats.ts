@@ -13,6 +13,8 @@ export interface ServerCounters {
   dropped: number;
   /** Connections closed by --idle-timeout. */
   timedOut: number;
+  /** Connections shut down for not completing their request within --handshake-timeout. */
+  handshakeTimeouts: number;
   /** Close codes as seen by the server, e.g. {"1000": 5, "1002": 1}. */
   closedByCode: Record<string, number>;
   /** Refused upgrades by reason: the HTTP status with a word, e.g. "404 path", "503 full". */
@@ -34,11 +36,27 @@ export interface Gauges {
   listening: boolean;
 }
 
+/** Time from an upgrade request's fetch call to the open handler (the 101 sent), since the worker started. */
+export interface UpgradeFigures {
+  count: number;
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
 export interface WorkerStats extends ServerCounters, Gauges {
   worker: number;
   pid: number;
   restarts: number;
   uptimeSeconds: number;
+  upgrade: UpgradeFigures;
+  /** The same times as an HdrHistogram (µs, 2 significant digits, compressed base64) so workers merge exactly; encoded at most once a second, while endpoints ask for it. */
+  upgradeHist: string;
+  /** Inode of the worker's listening socket (0: not listening, or not known): finds its accept queue in /proc/net/tcp. */
+  listenInode: number;
+  /** Connections in the worker's accept queue, read from the kernel by the supervisor for /stats and /metrics (null: unknown). */
+  acceptQueue: number | null;
 }
 
 export interface ClusterTotals extends ServerCounters, Gauges {
@@ -54,6 +72,18 @@ export interface ClusterStats {
   closed: number;
   total: ClusterTotals;
   workers: WorkerStats[];
+  /** How upgrades fare, cluster-wide; filled in by the supervisor for /stats and /metrics. */
+  handshakes?: HandshakeFigures;
+}
+
+export interface HandshakeFigures {
+  /** Every worker's upgrade times merged. */
+  upgrade: UpgradeFigures;
+  /** Connections waiting in the workers' accept queues, summed over the workers whose queue was found. */
+  acceptQueue: number;
+  /** The network namespace's listen queue overflows and drops since boot (null: /proc/net/netstat unreadable). */
+  listenOverflows: number | null;
+  listenDrops: number | null;
 }
 
 /**
@@ -66,7 +96,7 @@ export interface ConnCount {
 }
 
 export function emptyServerCounters(): ServerCounters {
-  return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, timedOut: 0, closedByCode: {}, rejected: {} };
+  return { accepted: 0, closed: 0, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, timedOut: 0, handshakeTimeouts: 0, closedByCode: {}, rejected: {} };
 }
 
 export function emptyGauges(): Gauges {
@@ -86,6 +116,7 @@ export function addServerCounters(into: ServerCounters, from: ServerCounters): S
   into.bytesOut += from.bytesOut;
   into.dropped += from.dropped;
   into.timedOut += from.timedOut;
+  into.handshakeTimeouts += from.handshakeTimeouts;
   addTally(into.closedByCode, from.closedByCode);
   addTally(into.rejected, from.rejected);
   return into;

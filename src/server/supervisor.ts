@@ -12,6 +12,7 @@ import { COSTS, socketsPerProcess } from "../system/capacity.ts";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
 import { addServerCounters, countInto, emptyServerCounters, sumWorkers, type ClusterStats, type ConnCount, type ServerCounters, type WorkerStats } from "./stats.ts";
+import { withHandshakes } from "./handshakes.ts";
 
 const WORKER_ENTRY = join(import.meta.dir, "worker.ts");
 /** Open files a worker keeps for itself and for upgrades it refuses with 503 while full. */
@@ -251,7 +252,8 @@ class Supervisor {
         for (const other of this.slots) if (other !== slot) this.post(other, { t: "broadcast", data: msg.data });
         break;
       case "query":
-        void this.freshStats().then((stats) => this.post(slot, { t: "cluster", id: msg.id, stats }));
+        // The supervisor holds no connections, so the merging and the /proc reads cost no worker its accepting.
+        void this.freshStats().then((stats) => this.post(slot, { t: "cluster", id: msg.id, stats: msg.handshakes ? withHandshakes(stats, this.port) : stats }));
         break;
     }
   }

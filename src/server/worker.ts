@@ -2,6 +2,7 @@
 // counters, and the capacity dance that keeps it from ever hitting the open-files limit.
 // Shaped like the load worker: a ServerWorker holds the state, main() wires it to the supervisor's IPC.
 import type { Server, WebSocketHandler } from "bun";
+import { readlinkSync } from "node:fs";
 import type { ServerConfig, WorkerSettings } from "./config.ts";
 import { serveEndpoint } from "./endpoints.ts";
 import { checkUpgrade, refusalResponse } from "./upgrade-checks.ts";
@@ -9,7 +10,10 @@ import type { SupervisorToWorker, WorkerToSupervisor } from "./ipc.ts";
 import { byteLength, messageHandler, pushSender, type Conn, type MessageHandler } from "./modes.ts";
 import { countInto, emptyServerCounters, type ClusterStats, type ConnCount, type WorkerStats } from "./stats.ts";
 import { PeriodicVisits, Registry, type Slot } from "./visits.ts";
-import { SelfSampler } from "../system/self.ts";
+import { HandshakeGuard, findListener } from "./handshake-guard.ts";
+import { UpgradeTimes } from "./handshakes.ts";
+import { openSockets, type Sockets } from "./sockets.ts";
+import { SelfSampler, nofileSoft } from "../system/self.ts";
 import { CLOSE_GOING_AWAY } from "../protocol/close-codes.ts";
 
 /** How often the worker reports its figures, and the resolution of the clock that stamps when a peer was last heard. */
@@ -18,6 +22,12 @@ const DRAIN_BATCH = 2000;
 /** How long open/close changes gather before this worker tells the supervisor its new count: a message per period, not per connection. */
 const COUNT_MS = 50;
 const TOPIC = "all";
+/**
+ * Bun listens with a backlog of 512 whatever is asked; the worker listens again with this, which the kernel
+ * caps at net.core.somaxconn. Measured (docs/RELIABILITY.md): at 512, a ramp overflows a busy worker's
+ * queue, and each dropped SYN or ACK costs its client a retransmit, 1 s, then 3 s, then 7 s.
+ */
+const LISTEN_BACKLOG = 0x7fffffff;
 
 export class ServerWorker {
   private readonly config: ServerConfig;
@@ -57,6 +67,13 @@ export class ServerWorker {
   private readonly websocket: WebSocketHandler<Slot>;
   private readonly liveness: PeriodicVisits<Conn> | undefined;
   private readonly pushes: PeriodicVisits<Conn> | undefined;
+  /** The socket calls Bun lacks, or why there are none here. */
+  private readonly sockets: Sockets | string = openSockets();
+  private readonly guard: HandshakeGuard | undefined;
+  private readonly fdLimit = nofileSoft() || 1 << 20;
+  private readonly upgradeTimes = new UpgradeTimes();
+  /** Inode of the listening socket, for /proc/net/tcp (0: not listening or not found). */
+  private listenInode = 0;
 
   constructor(settings: WorkerSettings, private readonly send: (msg: WorkerToSupervisor) => void) {
     const { config, index, cap, hardCap } = settings;
@@ -82,6 +99,11 @@ export class ServerWorker {
       config.mode === "push"
         ? new PeriodicVisits(this.registry, config.sendtick, pushSender({ config, counters: this.counters, sent: this.sent, broadcast: (data) => this.publishLocal(data) }))
         : undefined;
+    if (typeof this.sockets === "string") {
+      if (index === 0) console.error(`warning: --handshake-timeout is not enforced (${this.sockets}); Bun drops a connection with no complete request 8 to 12 s after accepting it`);
+    } else {
+      this.guard = new HandshakeGuard(this.sockets, { timeoutMs: config.handshakeTimeout * 1000, tickMs: TICK_MS, fdLimit: this.fdLimit });
+    }
   }
 
   /** Starts the visits, joins the port group, says so, and reports every TICK_MS from then on. */
@@ -123,8 +145,9 @@ export class ServerWorker {
     this.clusterCount = count;
   }
 
-  report(): void {
-    this.send({ t: "stats", stats: this.snapshot() });
+  /** `asked`: an endpoint is waiting for these figures (so someone is watching the upgrade times). */
+  report(asked = false): void {
+    this.send({ t: "stats", stats: this.snapshot(asked) });
   }
 
   /** Stops listening and closes every connection with 1001, in batches; what is left at the deadline is dropped. */
@@ -144,9 +167,10 @@ export class ServerWorker {
     for (const ws of [...this.registry.items]) ws.terminate();
   }
 
-  snapshot(): WorkerStats {
+  snapshot(asked = true): WorkerStats {
     let bufferedBytes = 0;
     for (const ws of this.slow) bufferedBytes += ws.getBufferedAmount();
+    const upgrade = this.upgradeTimes.snapshot(asked);
     return {
       ...this.counters,
       closedByCode: { ...this.counters.closedByCode },
@@ -159,11 +183,19 @@ export class ServerWorker {
       pid: process.pid,
       restarts: 0,
       uptimeSeconds: (performance.now() - this.started) / 1000,
+      upgrade: upgrade.figures,
+      upgradeHist: upgrade.encoded,
+      listenInode: this.listenInode,
+      acceptQueue: null,
     };
   }
 
   private tick(): void {
     this.clock = performance.now();
+    if (this.guard) {
+      this.guard.tick(this.clock, this.registry.size + this.upgrading);
+      this.counters.handshakeTimeouts = this.guard.closed;
+    }
     this.report();
   }
 
@@ -214,6 +246,8 @@ export class ServerWorker {
       perMessageDeflate: config.deflate,
       publishToSelf: true,
       open: (ws) => {
+        // `seen` still holds when fetch was called.
+        this.upgradeTimes.record(performance.now() - ws.data.seen);
         this.upgrading--;
         this.counters.accepted++;
         this.registry.add(ws);
@@ -245,15 +279,16 @@ export class ServerWorker {
     };
   }
 
-  /** Endpoints answer cluster-wide: ask the supervisor for the summed snapshot. */
-  private readonly cluster = (): Promise<ClusterStats> =>
+  /** Endpoints answer cluster-wide: ask the supervisor for the summed snapshot (`handshakes`: see ipc.ts). */
+  private readonly cluster = (handshakes = false): Promise<ClusterStats> =>
     new Promise((resolve) => {
       const id = ++this.queryId;
       this.clusterQueries.set(id, resolve);
-      this.send({ t: "query", id });
+      this.send({ t: "query", id, handshakes });
     });
 
   private readonly fetch = (req: Request, server: Server<Slot>): Response | Promise<Response> | undefined => {
+    const called = performance.now();
     const config = this.config;
     const url = new URL(req.url);
     if (url.pathname !== config.path) {
@@ -261,7 +296,7 @@ export class ServerWorker {
         countInto(this.counters.rejected, "404 path");
         return new Response(`no WebSocket endpoint at ${url.pathname}; connect to ${config.path}\n`, { status: 404 });
       }
-      return serveEndpoint(req, url, this.cluster, this.index, () => this.clusterCount);
+      return this.endpoint(req, url, server);
     }
     const refusal = checkUpgrade(req, url, config);
     if (refusal) {
@@ -278,7 +313,7 @@ export class ServerWorker {
       });
     }
     const headers = config.subprotocol ? { "Sec-WebSocket-Protocol": config.subprotocol } : undefined;
-    if (server.upgrade(req, { data: { idx: -1, seen: this.clock }, headers })) {
+    if (server.upgrade(req, { data: { idx: -1, seen: called }, headers })) {
       this.upgrading++;
       return undefined;
     }
@@ -286,13 +321,28 @@ export class ServerWorker {
     return new Response("malformed WebSocket upgrade request\n", { status: 400 });
   };
 
+  /**
+   * An endpoint request; /stats and /metrics also carry the accept queues and the merged upgrade times. While
+   * the answer is being put together, the request is complete but unanswered: the guard is told.
+   */
+  private endpoint(req: Request, url: URL, server: Server<Slot>): Promise<Response> {
+    const handshakes = url.pathname === "/stats" || url.pathname === "/metrics";
+    const answer = serveEndpoint(req, url, () => this.cluster(handshakes), this.index, () => this.clusterCount);
+    const guard = this.guard;
+    const peer = guard ? server.requestIP(req)?.port : undefined;
+    if (!guard || peer === undefined) return answer;
+    guard.answeringFor(peer, true);
+    return answer.finally(() => guard.answeringFor(peer, false));
+  }
+
   private listen(on: boolean): void {
     if (on && !this.listener && !this.drainStarted) {
       this.listener = Bun.serve<Slot>({
         hostname: this.config.host,
         port: this.port,
         reusePort: true,
-        // Bun's HTTP idle timeout is what drops a half-sent upgrade request.
+        // Applies once a request was answered (an endpoint's keep-alive connection). Before its first request
+        // a socket is the guard's: Bun's own timer there is a fixed 8 to 12 s whatever this says.
         idleTimeout: Math.min(255, Math.ceil(this.config.handshakeTimeout)),
         fetch: this.fetch,
         websocket: this.websocket,
@@ -300,15 +350,30 @@ export class ServerWorker {
       this.servers.push(this.listener);
       // Rejoining must land in the same group, not on a fresh port of its own.
       this.port = this.listener.port ?? this.port;
+      this.adoptListener();
     } else if (!on && this.listener) {
       // Stop accepting; connections already open stay with this server object, which we keep for publish.
       this.listener.stop(false);
       this.listener = undefined;
+      this.listenInode = 0;
     }
     // Forget server objects that no longer listen nor hold connections.
     for (let i = this.servers.length - 1; i >= 0; i--) {
       const s = this.servers[i]!;
       if (s !== this.listener && s.pendingWebSockets === 0) this.servers.splice(i, 1);
+    }
+  }
+
+  /** Finds the listener Bun just opened: lengthens its accept queue (LISTEN_BACKLOG) and notes its inode. */
+  private adoptListener(): void {
+    if (typeof this.sockets === "string") return;
+    const fd = findListener(this.sockets, this.port, this.fdLimit);
+    if (fd < 0) return;
+    this.sockets.listen(fd, LISTEN_BACKLOG);
+    try {
+      this.listenInode = Number(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1] ?? 0);
+    } catch {
+      this.listenInode = 0;
     }
   }
 
@@ -371,7 +436,7 @@ function main(): void {
         drainAndExit(msg.timeoutMs);
         break;
       case "report":
-        worker.report();
+        worker.report(true);
         break;
       case "conns":
         worker.countPushed({ conns: msg.conns, closed: msg.closed });

@@ -6,6 +6,7 @@ import { count, bytes } from "../format.ts";
 import { readLimits, type Limits } from "./limits.ts";
 import { suggestTargets } from "./targets.ts";
 import { findingsFor, type Finding } from "./findings.ts";
+import { sysctlCommand } from "./fixes.ts";
 import {
   COSTS,
   DEFAULT_PORT_RANGE,
@@ -210,4 +211,26 @@ export function startupWarnings(input: PlanInput, limits: Limits = readLimits(),
   return mine.caps
     .filter((c) => c.max < input.connections)
     .map((c) => `limit: ${c.label} caps ${input.role} at ${count(c.max)} of ${count(input.connections)} connections; ${c.hint}`);
+}
+
+/** The doctor's checks of the kernel settings a listening server leans on while connections pour in. */
+const SERVER_KERNEL_CHECKS = ["backlog", "migrate_req", "server-ports"];
+/** The loopback queue matters when the clients run on this machine too. */
+const LOOPBACK_KERNEL_CHECKS = ["netdev_backlog"];
+
+/**
+ * One line per kernel setting that a server sized for `connections` finds risky (the doctor's findings
+ * that warn or fail), with the sysctl that fixes it. `port` 0 skips the listening-port check (the kernel
+ * picked it); `clientsHere` adds the loopback checks.
+ */
+export function serverKernelWarnings(input: { connections: number; port: number; clientsHere: boolean }, limits: Limits = readLimits()): string[] {
+  const targets = input.port > 0 ? [{ host: "127.0.0.1", port: input.port }] : undefined;
+  const risky = (role: Role, ids: string[]): Finding[] =>
+    checkPlan({ role, connections: input.connections, targets }, limits).findings.filter((f) => ids.includes(f.id) && f.status !== "ok" && (f.sysctls?.length ?? 0) > 0);
+  const found = [...risky("server", SERVER_KERNEL_CHECKS), ...(input.clientsHere ? risky("both", LOOPBACK_KERNEL_CHECKS) : [])];
+  return found.map((f) => {
+    const why = f.fix?.[0]?.replace(/^#\s*/, "") ?? f.detail;
+    const here = LOOPBACK_KERNEL_CHECKS.includes(f.id) ? " (with the clients on this machine)" : "";
+    return `kernel: ${f.title} is ${f.value}${here}: ${why}; fix: ${f.sysctls!.map(sysctlCommand).join(" && ")}`;
+  });
 }
