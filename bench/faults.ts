@@ -63,12 +63,31 @@ export interface ServerProcess {
   stats(): Promise<ClusterStats>;
   /** GET /conns: the count the supervisor pushes to every worker. */
   conns(): Promise<{ conns: number; closed: number }>;
-  /** kill -9 of the supervisor and every worker at once (the process group): what a crash or OOM kill does. */
+  /**
+   * kill -9 of the supervisor and every worker at once (the process group): what a crash or OOM kill does.
+   * Resolves once every process of the group is gone (workers take a while to release thousands of sockets),
+   * since until then the port is still theirs.
+   */
   crash(): Promise<void>;
   /** SIGTERM to the supervisor: the drain. Resolves with the exit code and how long the drain took. */
   terminate(): Promise<{ code: number; ms: number }>;
   /** Everything it printed. */
   output(): string;
+  /** What it said after its start-up banner (restarts, refusals, its last line): up to 20 lines. */
+  said(): string[];
+}
+
+/** Resolves when no process of the group `pgid` is left (signal 0 to the group fails with ESRCH), or after 30 s. */
+export async function groupGone(pgid: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return;
+    }
+    await Bun.sleep(20);
+  }
 }
 
 /** A port nothing listens on now (bound, then released). */
@@ -116,6 +135,7 @@ export async function startServe(port: number, args: string[]): Promise<ServerPr
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       process.kill(-proc.pid, "SIGKILL");
       await proc.exited;
+      await groupGone(proc.pid);
     },
     async terminate() {
       const t0 = performance.now();
@@ -128,6 +148,7 @@ export async function startServe(port: number, args: string[]): Promise<ServerPr
       return { code, ms: Math.round(performance.now() - t0) };
     },
     output: () => out.text,
+    said: () => out.text.slice(out.text.indexOf("\n", out.text.indexOf("endpoints:")) + 1).split("\n").filter((l) => l !== "").slice(0, 20),
   };
   running.add(server);
   return server;
@@ -330,7 +351,7 @@ export async function workerKill(n: number, o: WorkerKillOptions = {}) {
         connsAtDetect: k.seen?.conns ?? null, acceptedSinceKill: k.seen?.acceptedSince ?? null, connsExact: k.exact, workerBackMs: k.backMs,
         serverFullAgainMs: k.fullMs, outages: r.outages.count, recoverySeconds: o1?.seconds ?? null, refusedDials: o1?.refusedDials ?? null,
         refusedByCause: o1?.refusedByCause ?? {}, openAtEnd: r.connections.openAtEnd, serverConnsAtEnd: r.server.atEnd?.conns ?? null,
-        verdict: verdictLine(r),
+        verdict: verdictLine(r), serverSaid: server.said(),
       },
     };
   } finally {
@@ -392,6 +413,7 @@ export async function restart(n: number, o: RestartOptions = {}) {
             await until(() => server.stats(), (s) => s.conns === n, 30_000);
             const killAt = Date.now();
             await server.crash();
+            // The same command again, once the old processes are gone (a new supervisor refuses a port they still hold).
             const spawnAt = Date.now();
             server = await startServe(port, args);
             const listenAt = Date.now();
@@ -440,6 +462,7 @@ export async function restart(n: number, o: RestartOptions = {}) {
         openAtEnd: r.connections.openAtEnd, verdict: verdictLine(r),
         /** [s since the kill, open, failed dials so far], once a second. */
         curve: curve(r, f.killAt, f.serverBackAt ?? f.killAt + 60_000),
+        serverSaid: server.said(),
       },
     };
   } finally {
@@ -516,6 +539,8 @@ export async function drain(n: number, o: DrainOptions = {}) {
       figures: {
         connections: n, drainTimeoutS: timeoutS, serverExitMs: t.ms, clientsDoneMs, exitCode: t.code, connsBeforeTerm: t.connsBefore,
         openAtRamp: r.connections.openAtRamp, serverAccepted: accepted, serverClosed: closed, drops, runSeconds: r.traffic.runSeconds,
+        /** [s since SIGTERM, open, failed dials so far], once a second. */
+        curve: curve(r, t.termAt, t.termAt + t.ms),
       },
     };
   } finally {

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LoadReport } from "../src/load/report.ts";
+import { groupGone } from "../bench/faults.ts";
 import { fleetOutages, type WorkerOutage } from "../src/load/outages.ts";
 import { closedPort, runCli } from "./helpers/load.ts";
 import { eventually } from "./helpers/eventually.ts";
@@ -76,6 +77,8 @@ async function crash(srv: ServeHandle): Promise<void> {
   if (srv.proc.exitCode !== null || srv.proc.signalCode !== null) return;
   process.kill(-srv.proc.pid, "SIGKILL");
   await srv.proc.exited;
+  // The workers die a moment later; until then the port is theirs and a new server is refused it.
+  await groupGone(srv.proc.pid);
 }
 
 const jsonPath = (name: string): string => join(tmpdir(), `wsmillion-${name}-${process.pid}.json`);
