@@ -6,34 +6,18 @@
 // - an agent stopped with SIGTERM, the coordinator interrupted: connections closed, figures kept, said so;
 // - the coordinator killed: the agents stop their plan, close their connections, write their reports.
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FleetReport } from "../src/agents/merge.ts";
 import type { AgentReport } from "../src/agents/protocol.ts";
-import { agent, cli, startRedis, stopAll, type Cli, type RedisServer } from "./helpers/agents.ts";
+import { Started, agent, cli, startRedis, type Cli, type RedisServer } from "./helpers/agents.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { bunEcho, type TcpServer } from "./helpers/load.ts";
 
-let clis: Cli[] = [];
-let redis: RedisServer[] = [];
-let dirs: string[] = [];
-let servers: TcpServer[] = [];
-
-afterEach(async () => {
-  await stopAll(clis, redis);
-  for (const s of servers) s.stop(true);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  clis = [];
-  redis = [];
-  dirs = [];
-  servers = [];
-});
-
-const track = (c: Cli): Cli => {
-  clis.push(c);
-  return c;
-};
+const started = new Started();
+afterEach(() => started.cleanup());
+const track = started.track;
 
 interface Setup {
   r: RedisServer;
@@ -46,11 +30,11 @@ interface Setup {
 /** A Redis, an echo server, a directory, and `n` agents (a1..an) writing their local reports there. */
 async function setup(n: number, agentArgs: string[] = []): Promise<Setup> {
   const r = await startRedis();
-  redis.push(r);
+  started.redis.push(r);
   const srv = bunEcho();
-  servers.push(srv);
+  started.servers.push(srv);
   const dir = mkdtempSync(join(tmpdir(), "wsm-faults-"));
-  dirs.push(dir);
+  started.dirs.push(dir);
   const agents: Cli[] = [];
   for (let i = 1; i <= n; i++) agents.push(track(await agent(r.url, `a${i}`, ["--out", dir, ...agentArgs])));
   return { r, srv, url: `ws://127.0.0.1:${srv.port}/ws`, dir, agents };

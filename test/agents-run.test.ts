@@ -3,43 +3,22 @@
 // histograms the exact merge of theirs, the server's count matches; the run's keys are namespaced and
 // expire; agents listen on nothing; they serve the next run; setup failures are one line and exit 2.
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { FleetReport } from "../src/agents/merge.ts";
 import { decode, encode, keys, type Heartbeat } from "../src/agents/protocol.ts";
 import { mergeEncoded, newHistogram } from "../src/load/metrics.ts";
 import { descendants } from "../src/system/proc.ts";
-import { agent, cli, startRedis, stopAll, type Cli, type RedisServer } from "./helpers/agents.ts";
+import { Started, agent, cli, startRedis } from "./helpers/agents.ts";
 import { bunEcho, closedPort } from "./helpers/load.ts";
 import { serve } from "./helpers/serve.ts";
 import { eventually } from "./helpers/eventually.ts";
 
-let clis: Cli[] = [];
-let redis: RedisServer[] = [];
-let dirs: string[] = [];
-let servers: { stop(force?: boolean): unknown }[] = [];
+const started = new Started();
+afterEach(() => started.cleanup());
+const track = started.track;
 
-afterEach(async () => {
-  await stopAll(clis, redis);
-  for (const s of servers) await s.stop(true);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  clis = [];
-  redis = [];
-  dirs = [];
-  servers = [];
-});
-
-const track = (c: Cli): Cli => {
-  clis.push(c);
-  return c;
-};
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "wsm-agents-"));
-  dirs.push(d);
-  return d;
-}
+const tmp = (): string => started.tmp();
 
 /** Socket inodes a process holds open. */
 function socketInodes(pid: number): Set<string> {
@@ -74,9 +53,9 @@ function listeningInodes(): Set<string> {
 describe("a run on agents", () => {
   test("two agents: one merged report, exact, equal to the sum of theirs and the server's count; the keys expire; agents listen on nothing and take the next run", async () => {
     const r = await startRedis();
-    redis.push(r);
+    started.redis.push(r);
     const srv = bunEcho();
-    servers.push(srv);
+    started.servers.push(srv);
     const a1 = track(await agent(r.url, "a1"));
     const a2 = track(await agent(r.url, "a2"));
     const dir = tmp();
@@ -149,9 +128,9 @@ describe("a run on agents", () => {
 describe("a monitor on the target's machine", () => {
   test("it generates no load, joins every run, and the report shows the server's machine and process tree during the traffic", async () => {
     const r = await startRedis();
-    redis.push(r);
+    started.redis.push(r);
     const srv = await serve(["--workers", "2"]);
-    servers.push({ stop: () => srv.stop() });
+    started.servers.push({ stop: () => srv.stop() });
     const mon = track(await agent(r.url, "m1", ["--monitor", "--pid", String(srv.proc.pid)]));
     expect(mon.text()).toContain(`agent m1: monitor of pid ${srv.proc.pid} and its descendants`);
     track(await agent(r.url, "a1"));
@@ -203,7 +182,7 @@ describe("setup failures: one line, exit 2", () => {
 
   test("a wrong password and a missing one", async () => {
     const r = await startRedis(["--requirepass", "sekret"]);
-    redis.push(r);
+    started.redis.push(r);
     const wrong = track(cli(["agent", "--redis", `redis://:nope@127.0.0.1:${r.port}`, "--name", "x"]));
     expect(await wrong.exited).toBe(2);
     expect(wrong.err.text).toMatch(/^wsmillion: agent x: Redis at 127\.0\.0\.1:\d+ refused the credentials: WRONGPASS/);
@@ -220,7 +199,7 @@ describe("setup failures: one line, exit 2", () => {
 
   test("two agents with one name: the second is refused and says why", async () => {
     const r = await startRedis();
-    redis.push(r);
+    started.redis.push(r);
     track(await agent(r.url, "same"));
     const second = track(cli(["agent", "--redis", r.url, "--name", "same"]));
     expect(await second.exited).toBe(2);
@@ -229,7 +208,7 @@ describe("setup failures: one line, exit 2", () => {
 
   test("another wsmillion version: the coordinator leaves it out and says so; an agent refuses a coordinator of another version", async () => {
     const r = await startRedis();
-    redis.push(r);
+    started.redis.push(r);
     // An agent of another version, as its heartbeat and registry entry say.
     const old: Heartbeat = { name: "old", instance: "x", version: "0.0.1", role: "load", state: "idle", run: null, host: "elsewhere", pid: 1, open: 0, cpuCores: 0, rssBytes: 0 };
     await r.cmd("SET", keys.agent("old"), encode(old), "EX", "60");

@@ -152,3 +152,32 @@ export async function stopAll(clis: Cli[], redis: RedisServer[]): Promise<void> 
     r.remove();
   }));
 }
+
+/** What one test started (commands, Redis servers, servers, temporary folders); `cleanup` ends and removes it all. */
+export class Started {
+  clis: Cli[] = [];
+  redis: RedisServer[] = [];
+  servers: { stop(force?: boolean): unknown }[] = [];
+  dirs: string[] = [];
+
+  track = (c: Cli): Cli => {
+    this.clis.push(c);
+    return c;
+  };
+
+  tmp(): string {
+    const d = mkdtempSync(join(tmpdir(), "wsm-agents-"));
+    this.dirs.push(d);
+    return d;
+  }
+
+  async cleanup(): Promise<void> {
+    await stopAll(this.clis, this.redis);
+    for (const s of this.servers) await s.stop(true);
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+    this.clis = [];
+    this.redis = [];
+    this.servers = [];
+    this.dirs = [];
+  }
+}
